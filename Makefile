@@ -1,0 +1,19 @@
+.PHONY: demo test bench venv
+
+# Start the demo server on the embedded SQLite store, seeded with demo data; prints the URL.
+demo:
+	bash scripts/venv.sh
+	.venv/bin/cdp demo run
+
+# Run the whole test suite (SQLite and the real PostgreSQL server).
+test:
+	bash scripts/test.sh
+
+# Benchmarks print figures; they are never part of the test run.
+bench:
+	bash scripts/venv.sh
+	.venv/bin/python -m bench.vault_throughput
+	.venv/bin/python -m bench.key_rotation
+
+venv:
+	bash scripts/venv.sh

@@ -1,0 +1,3 @@
+"""cdp — a privacy-first customer data platform."""
+
+__version__ = "0.1.0"

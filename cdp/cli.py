@@ -1,0 +1,269 @@
+"""The `cdp` command-line tool: thin commands over the services, with progress bars for long jobs.
+
+Every expected failure (bad configuration, missing keys, unreachable database) ends as one line on
+stderr — ``error: ...`` — and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from cdp import __version__
+from cdp.config import Settings, load_settings
+from cdp.db import safe_url
+from cdp.errors import CdpError
+from cdp.platform import Platform
+from cdp.vault import rotation
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _State:
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(config_file=self.config)
+        return self._settings
+
+
+@contextmanager
+def _platform(state: _State) -> Iterator[Platform]:
+    platform = Platform.open(state.settings)
+    try:
+        yield platform
+    finally:
+        platform.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and not os.environ.get("CDP_PROGRESS"),
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="cdp")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML settings file (default: $CDP_CONFIG, else ./cdp.toml if present).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """cdp — privacy-first customer data platform."""
+    ctx.obj = _State(config)
+
+
+@cli.command()
+@click.pass_obj
+def init(state: _State) -> None:
+    """Create the keys (file keyring) and the database schema. Safe to run again."""
+    platform, created = Platform.initialize(state.settings)
+    try:
+        settings = platform.settings
+        if settings.keyring_kind == "file":
+            verb = "created" if created else "kept existing"
+            out.print(f"keys: {verb} {settings.keyring_path} (mode 0600)")
+        else:
+            out.print(
+                f"keys: {settings.keyring_kind} keyring, active KEK v{platform.vault.keks.active_version()}"
+            )
+        out.print(f"database: {safe_url(settings.database_url)} migrated to the latest schema")
+    finally:
+        platform.close()
+
+
+def _exec_server(state: _State, host: str, port: int, workers: int) -> None:
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
+    if gunicorn is None:
+        raise CdpError("gunicorn is not installed in this environment; reinstall cdp")
+    if state.config is not None:
+        os.environ["CDP_CONFIG"] = str(state.config.resolve())
+    out.print(f"cdp {__version__} serving on http://{host}:{port}/  (Ctrl+C to stop)")
+    sys.stdout.flush()
+    os.execv(  # noqa: S606 - a fixed program path and argument list, no shell
+        gunicorn,
+        [
+            gunicorn,
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+            "api.wsgi:app",
+        ],
+    )
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default from settings: 8000).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default from settings: 2).")
+@click.pass_obj
+def serve(state: _State, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API (gunicorn). Checks keys and database first."""
+    settings = state.settings.with_overrides(host=host, port=port, workers=workers)
+    Platform.open(settings).close()
+    _exec_server(state, settings.host, settings.port, settings.workers)
+
+
+@cli.group()
+def keys() -> None:
+    """Key-encryption keys: status and rotation."""
+
+
+@keys.command("status")
+@click.pass_obj
+def keys_status(state: _State) -> None:
+    """KEK versions, their state and how many data keys each wraps."""
+    with _platform(state) as platform:
+        status = rotation.status(platform.db, platform.vault)
+    table = Table(title="key-encryption keys")
+    table.add_column("KEK")
+    table.add_column("state")
+    table.add_column("data keys", justify="right")
+    for version, kek_state, count in status.keks:
+        marker = " (active)" if version == status.active_kek_version else ""
+        table.add_row(f"v{version}{marker}", kek_state, f"{count:,}")
+    out.print(table)
+    out.print(f"shredded subjects (no data key): {status.shredded_subjects:,}")
+    if status.pending_rewrap:
+        out.print(
+            f"rotation in progress: {status.pending_rewrap:,} data keys "
+            f"not yet under v{status.active_kek_version}"
+        )
+
+
+@keys.command("rotate")
+@click.option("--batch-size", type=int, default=None, help="Data keys per transaction.")
+@click.option("--no-retire", is_flag=True, help="Keep old KEKs (decrypt-only) even when unreferenced.")
+@click.pass_obj
+def keys_rotate(state: _State, batch_size: int | None, no_retire: bool) -> None:
+    """Create a new KEK and rewrap every data key under it, online. Re-run to resume after a crash."""
+    with _platform(state) as platform, _progress() as progress:
+        task = progress.add_task("rewrapping data keys", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = rotation.rotate(
+            platform.db,
+            platform.vault,
+            batch_size=batch_size or platform.settings.rotation_batch_size,
+            progress=report,
+            retire_old=not no_retire,
+        )
+    verb = "resumed rotation to" if result.resumed else "rotated to"
+    rate = result.rewrapped / result.seconds if result.seconds else 0.0
+    out.print(
+        f"{verb} KEK v{result.target_kek_version}: {result.rewrapped:,} data keys rewrapped "
+        f"in {result.seconds:.1f} s ({rate:,.0f}/s)"
+    )
+    if result.retired:
+        out.print("retired (key material destroyed): " + ", ".join(f"v{v}" for v in result.retired))
+
+
+@cli.group()
+def demo() -> None:
+    """Demo data and the one-command demo server."""
+
+
+def _seed(platform: Platform, people: int, seed_value: int) -> int:
+    from cdp.demo.seed import seed
+
+    with _progress() as progress:
+        task = progress.add_task("seeding demo customers", total=people)
+        result = seed(
+            platform.db,
+            platform.vault,
+            people=people,
+            seed_value=seed_value,
+            progress=lambda n: progress.advance(task, n),
+        )
+    return result.records
+
+
+@demo.command("seed")
+@click.option("--people", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.pass_obj
+def demo_seed(state: _State, people: int, seed_value: int) -> None:
+    """Add fictitious customers (Faker) to the demo sources; deterministic for a seed."""
+    with _platform(state) as platform:
+        added = _seed(platform, people, seed_value)
+    out.print(f"demo data: {added:,} records added")
+
+
+@demo.command("run")
+@click.option("--people", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--port", type=int, default=None)
+@click.pass_obj
+def demo_run(state: _State, people: int, port: int | None) -> None:
+    """Initialize (if needed), seed demo data (if empty) and serve — the `make demo` command."""
+    from cdp.sources.records import RecordRepository
+
+    platform, created = Platform.initialize(state.settings)
+    try:
+        if created:
+            out.print(f"keys: created {platform.settings.keyring_path}")
+        with platform.db.read() as session:
+            existing = RecordRepository(session, platform.vault).count()
+        if existing == 0:
+            added = _seed(platform, people, 42)
+            out.print(f"demo data: {added:,} fictitious customer records")
+        else:
+            out.print(f"demo data: {existing:,} records already present")
+    finally:
+        platform.close()
+    settings = state.settings.with_overrides(port=port)
+    _exec_server(state, settings.host, settings.port, settings.workers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the command, turning expected failures into one line."""
+    try:
+        result = cli.main(args=argv, prog_name="cdp", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CdpError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except SQLAlchemyError as exc:
+        # Driver messages can echo SQL parameters; print the error class only.
+        err.print(f"error: database operation failed ({type(exc).__name__})", markup=False, soft_wrap=True)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,117 @@
+"""One Settings object for the whole platform.
+
+Sources, later ones winning: built-in defaults (safe for a laptop demo) → a TOML file (``CDP_CONFIG``,
+else ``./cdp.toml`` when present) → ``CDP_*`` environment variables. Nothing else in the code base reads
+``os.environ``, so every knob is listed here and documented in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cdp.errors import ConfigurationError
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Secrets (keyring data) are excluded from ``repr`` so they never reach logs."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    keyring: str = ""
+    keyring_data: str = field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    rotation_batch_size: int = 1000
+    sqlite_busy_timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'data' / 'cdp.db'}")
+        if not self.keyring:
+            object.__setattr__(self, "keyring", f"file:{self.data_dir / 'keys' / 'keyring.json'}")
+        if not 0 < self.port < 65536:
+            raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
+        if self.workers < 1:
+            raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
+        if self.rotation_batch_size < 1:
+            raise ConfigurationError("rotation_batch_size must be at least 1")
+
+    @property
+    def keyring_kind(self) -> str:
+        """``file`` or ``env``; validated when the keyring is opened."""
+        return self.keyring.split(":", 1)[0]
+
+    @property
+    def keyring_path(self) -> Path:
+        if self.keyring_kind != "file":
+            raise ConfigurationError(f"keyring {self.keyring_kind!r} has no file path")
+        return Path(self.keyring.split(":", 1)[1])
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_ENV_NAMES = {
+    "CDP_DATA_DIR": "data_dir",
+    "CDP_DATABASE_URL": "database_url",
+    "CDP_KEYRING": "keyring",
+    "CDP_KEYRING_DATA": "keyring_data",
+    "CDP_HOST": "host",
+    "CDP_PORT": "port",
+    "CDP_WORKERS": "workers",
+    "CDP_ROTATION_BATCH_SIZE": "rotation_batch_size",
+    "CDP_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
+}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    kind = kinds[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+        if not isinstance(raw, str):
+            raise TypeError
+        return raw
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"setting {name!r} must be of type {kind}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Build the Settings from defaults, an optional TOML file and the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    path = config_file or (Path(env["CDP_CONFIG"]) if env.get("CDP_CONFIG") else Path("cdp.toml"))
+    explicit = config_file is not None or bool(env.get("CDP_CONFIG"))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
+        section = data.get("cdp", data)
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+        if "keyring_data" in section:
+            raise ConfigurationError(f"{path}: keyring_data is a secret; pass it as CDP_KEYRING_DATA only")
+        values.update({k: _coerce(k, v) for k, v in section.items()})
+    elif explicit:
+        raise ConfigurationError(f"config file {path} does not exist")
+
+    for env_name, attr in _ENV_NAMES.items():
+        if env.get(env_name):
+            values[attr] = _coerce(attr, env[env_name])
+    return Settings(**values)

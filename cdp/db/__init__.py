@@ -1,0 +1,126 @@
+"""Engine, units of work and migrations for SQLite (embedded default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from cdp.errors import ConfigurationError, DatabaseUnavailable
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+class Database:
+    """One engine plus two kinds of unit of work: ``transaction()`` for writes, ``read()`` for reads.
+
+    On SQLite every writer starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy
+    timeout instead of failing half-way with "database is locked"; readers use WAL snapshots and never
+    block writers.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigurationError("database URL cannot be parsed") from None
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database in ("", ":memory:") or database.startswith("file:"):
+                raise ConfigurationError("use a file path for SQLite (an in-memory database loses all data)")
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot create the directory for {safe_url(parsed)}: {exc.strerror}"
+                ) from None
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+        elif parsed.get_backend_name() == "postgresql":
+            if parsed.get_driver_name() not in ("psycopg", ""):
+                raise ConfigurationError("PostgreSQL URLs must use psycopg 3: postgresql+psycopg://...")
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            self.url = parsed
+            # A schema is chosen in the URL itself: ...?options=-csearch_path%3Dmyschema
+            kwargs["connect_args"] = {"connect_timeout": 5}
+            kwargs["pool_pre_ping"] = True
+        else:
+            raise ConfigurationError(
+                f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql+psycopg://"
+            )
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigurationError(
+                f"database URL {safe_url(parsed)} is not usable: {_short(exc)}"
+            ) from None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, busy_timeout_ms)
+        self._writer = sessionmaker(
+            bind=self.engine.execution_options(cdp_begin="IMMEDIATE"), expire_on_commit=False
+        )
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write unit of work: commits when the block ends, rolls everything back if it raises."""
+        with self._writer.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session:
+            yield session
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable with one readable line if the database cannot be used."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to database {safe_url(self.url)}: {_short(exc)}"
+            ) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("cdp_begin", "DEFERRED")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")

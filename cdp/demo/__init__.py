@@ -1,0 +1,1 @@
+"""Demo data for the laptop demo (`cdp demo seed`, `make demo`)."""

@@ -1,0 +1,1 @@
+"""Sources (lines of business) and their customer records, stored through the vault."""

@@ -1,0 +1,237 @@
+"""Repositories for sources and source records.
+
+The domain works with plaintext :class:`CustomerRecord` objects; these repositories are where they become
+ciphertext (through the vault) on the way in and plaintext again on the way out. No other code reads the
+``enc_*`` columns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
+
+from cdp.db.models import CANONICAL_FIELDS, BlindIndexEntry, Source, SourceRecord, Subject, table_of
+from cdp.db.types import utcnow
+from cdp.errors import CdpError
+from cdp.vault import Vault
+from cdp.vault.cipher import FieldCipher
+from cdp.vault.subject_keys import WrappedKey
+from cdp.vault.subjects import SubjectStore
+
+RECORD_TABLE = "source_record"
+LookupKeys = Mapping[str, Iterable[str]]
+
+
+class RecordNotFound(CdpError):
+    pass
+
+
+class SourceNotFound(CdpError):
+    pass
+
+
+@dataclass
+class CustomerRecord:
+    """A customer as one source describes them, in canonical attribute names, in plaintext."""
+
+    source_record_id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    full_name: str | None = None
+    date_of_birth: date | None = None
+    email: str | None = None
+    phone: str | None = None
+    street_number: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    state: str | None = None
+    country: str | None = None
+    national_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source_record_id, str) or not self.source_record_id:
+            raise ValueError("source_record_id must be a non-empty string")
+        for name in CANONICAL_FIELDS:
+            value = getattr(self, name)
+            if name == "date_of_birth":
+                if value is not None and (not isinstance(value, date) or isinstance(value, datetime)):
+                    raise ValueError("date_of_birth must be a date")
+            elif value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string")
+        if not isinstance(self.attributes, dict):
+            raise ValueError("attributes must be a mapping")
+
+    def __repr__(self) -> str:
+        # Records end up in tracebacks, test output and debuggers; their repr must never show PII.
+        present = [name for name in CANONICAL_FIELDS if getattr(self, name) is not None]
+        return f"CustomerRecord(<redacted>, fields={present}, attributes={len(self.attributes)})"
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(CustomerRecord))
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    id: uuid.UUID
+    source_id: uuid.UUID
+    subject_id: uuid.UUID
+    version: int
+    ingested_at: datetime
+    updated_at: datetime
+    data: CustomerRecord
+
+
+class SourceRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, name: str, line_of_business: str) -> uuid.UUID:
+        source = Source(id=uuid.uuid4(), name=name, line_of_business=line_of_business, created_at=utcnow())
+        self.session.add(source)
+        self.session.flush()
+        return source.id
+
+    def id_of(self, name: str) -> uuid.UUID:
+        source_id = self.session.execute(select(Source.id).where(Source.name == name)).scalar_one_or_none()
+        if source_id is None:
+            raise SourceNotFound(f"source {name!r} is not registered")
+        return source_id
+
+    def get_or_add(self, name: str, line_of_business: str) -> uuid.UUID:
+        try:
+            return self.id_of(name)
+        except SourceNotFound:
+            return self.add(name, line_of_business)
+
+
+class RecordRepository:
+    def __init__(self, session: Session, vault: Vault) -> None:
+        self.session = session
+        self.vault = vault
+        self.subjects = SubjectStore(session, vault.keys)
+
+    def natural_key(self, source_id: uuid.UUID, source_record_id: str) -> bytes:
+        return self.vault.blind.token("source_record_id", f"{source_id}:{source_record_id}")
+
+    def add(
+        self, source_id: uuid.UUID, record: CustomerRecord, lookup_keys: LookupKeys | None = None
+    ) -> uuid.UUID:
+        return self.add_many(source_id, [(record, lookup_keys or {})])[0]
+
+    def add_many(
+        self, source_id: uuid.UUID, items: Sequence[tuple[CustomerRecord, LookupKeys]]
+    ) -> list[uuid.UUID]:
+        """Store new records, one new subject (and data key) each, with their blind-index tokens.
+
+        ``lookup_keys`` maps a blind-index kind to already-normalized values, e.g. ``{"email": [...]}``.
+        """
+        created = self.subjects.create_many(len(items))
+        now = utcnow()
+        record_rows: list[dict[str, Any]] = []
+        index_rows: list[dict[str, Any]] = []
+        for (record, lookup_keys), (subject_id, cipher) in zip(items, created, strict=True):
+            record_id = uuid.uuid4()
+            row: dict[str, Any] = {
+                "id": record_id,
+                "source_id": source_id,
+                "subject_id": subject_id,
+                "natural_key": self.natural_key(source_id, record.source_record_id),
+                "version": 1,
+                "ingested_at": now,
+                "updated_at": now,
+            }
+            row.update(_encrypt_record(cipher, str(record_id), record))
+            record_rows.append(row)
+            for kind, values in lookup_keys.items():
+                for value in dict.fromkeys(values):
+                    index_rows.append(
+                        {
+                            "kind": kind,
+                            "token": self.vault.blind.token(kind, value),
+                            "record_id": record_id,
+                            "subject_id": subject_id,
+                        }
+                    )
+        if record_rows:
+            self.session.execute(insert(SourceRecord), record_rows)
+        if index_rows:
+            self.session.execute(insert(BlindIndexEntry), index_rows)
+        return [row["id"] for row in record_rows]
+
+    def get(self, record_id: uuid.UUID) -> StoredRecord:
+        found = self.get_many([record_id])
+        if not found:
+            raise RecordNotFound(f"record {record_id} does not exist")
+        return found[0]
+
+    def get_many(self, record_ids: Sequence[uuid.UUID]) -> list[StoredRecord]:
+        """Decrypt records in the order asked; missing ids are left out. A shredded subject raises
+        :class:`~cdp.vault.SubjectShredded` rather than returning partial data."""
+        if not record_ids:
+            return []
+        table = table_of(SourceRecord)
+        rows = self.session.execute(
+            select(table, Subject.key_version, Subject.kek_version, Subject.wrapped_key)
+            .join(Subject, Subject.id == table.c.subject_id)
+            .where(table.c.id.in_(record_ids))
+        ).mappings()
+        by_id = {row["id"]: self._decrypt_row(row) for row in rows}
+        return [by_id[i] for i in record_ids if i in by_id]
+
+    def _decrypt_row(self, row: RowMapping) -> StoredRecord:
+        subject_id = row["subject_id"]
+        cipher = self.vault.keys.open(
+            subject_id, WrappedKey(row["key_version"], row["kek_version"], row["wrapped_key"])
+        )
+        record_id = str(row["id"])
+        values = {
+            name: cipher.decrypt(RECORD_TABLE, record_id, name, row[f"enc_{name}"]) for name in _RECORD_FIELDS
+        }
+        return StoredRecord(
+            id=row["id"],
+            source_id=row["source_id"],
+            subject_id=subject_id,
+            version=row["version"],
+            ingested_at=row["ingested_at"],
+            updated_at=row["updated_at"],
+            data=CustomerRecord(**values),  # type: ignore[arg-type]
+        )
+
+    def find_by_natural_key(self, source_id: uuid.UUID, source_record_id: str) -> uuid.UUID | None:
+        return self.session.execute(
+            select(SourceRecord.id).where(
+                SourceRecord.source_id == source_id,
+                SourceRecord.natural_key == self.natural_key(source_id, source_record_id),
+            )
+        ).scalar_one_or_none()
+
+    def find(self, kind: str, normalized_value: str) -> list[uuid.UUID]:
+        """Record ids whose blind index of ``kind`` matches the value — exact lookup without plaintext."""
+        token = self.vault.blind.token(kind, normalized_value)
+        return list(
+            self.session.execute(
+                select(BlindIndexEntry.record_id)
+                .where(BlindIndexEntry.kind == kind, BlindIndexEntry.token == token)
+                .distinct()
+            ).scalars()
+        )
+
+    def count(self) -> int:
+        return int(self.session.execute(select(func.count()).select_from(SourceRecord)).scalar_one())
+
+
+def _encrypt_record(cipher: FieldCipher, record_id: str, record: CustomerRecord) -> dict[str, bytes]:
+    return {
+        f"enc_{name}": cipher.encrypt(RECORD_TABLE, record_id, name, getattr(record, name))
+        for name in _RECORD_FIELDS
+    }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, and pytest on SQLite and on the real PostgreSQL server.
+# Used by `make test` and by .ci/run. Exits non-zero on any failure, including "no tests collected".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/venv.sh
+
+pg_up() { python3 - <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(1)
+try:
+    s.connect(("127.0.0.1", 5432))
+except OSError:
+    sys.exit(1)
+PY
+}
+
+if [ -z "${CDP_TEST_POSTGRES_URL:-}" ]; then
+  if ! pg_up && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "PostgreSQL is down; starting the local cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+  if pg_up; then
+    export CDP_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+  else
+    echo "note: no PostgreSQL on 127.0.0.1:5432 — PostgreSQL tests will be skipped (they fail under CI=true)"
+  fi
+fi
+
+.venv/bin/ruff check .
+.venv/bin/mypy
+set +e
+.venv/bin/python -m pytest -n "${CDP_TEST_WORKERS:-2}" "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "error: no tests were collected" >&2
+  exit 1
+fi
+exit "$status"

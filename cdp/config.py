@@ -78,6 +78,8 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = kinds[name]
     try:
         if kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise TypeError
             return int(raw)
         if kind == "Path":
             return Path(raw)
@@ -101,6 +103,10 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
         section = data.get("cdp", data)
+        if not isinstance(section, dict):
+            raise ConfigurationError(f"{path}: [cdp] must be a table of settings")
+        if section is not data and set(data) - {"cdp"}:
+            raise ConfigurationError(f"{path}: put every setting under [cdp] or none of them")
         known = {f.name for f in fields(Settings)}
         unknown = sorted(set(section) - known)
         if unknown:

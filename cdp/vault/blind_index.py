@@ -40,3 +40,7 @@ class BlindIndexer:
         """The token of an already-normalized value. Normalization is the caller's job, because what
         counts as "the same" email or phone is identity-resolution policy, not cryptography."""
         return hmac.digest(self._key(kind), normalized_value.encode("utf-8"), sha256)[:TOKEN_BYTES]
+
+    def fingerprint(self, kind: str, content: bytes) -> bytes:
+        """Keyed hash of arbitrary content (change detection without keeping or revealing the content)."""
+        return hmac.digest(self._key(kind), content, sha256)[:TOKEN_BYTES]

@@ -1,7 +1,9 @@
 """Typed plaintext encoding for field values, so a decrypt gives back the same Python type.
 
-Each value is a one-byte type tag plus a canonical payload. ``None`` is encoded (and so encrypted) too:
-storing NULL for absent fields would tell a database reader which customers have, say, a national id.
+Each value is a one-byte type tag plus a canonical payload. Strings round-trip exactly, lone
+surrogates included (a quarantined row keeps undecodable source bytes as surrogate escapes).
+``None`` is encoded (and so encrypted) too: storing NULL for absent fields would tell a database reader
+which customers have, say, a national id.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def encode(value: FieldValue) -> bytes:
     if value is None:
         return _NONE
     if isinstance(value, str):
-        return _STR + value.encode("utf-8")
+        return _STR + value.encode("utf-8", errors="surrogatepass")
     if isinstance(value, bool):
         return _TRUE if value else _FALSE
     if isinstance(value, int):
@@ -40,7 +42,8 @@ def encode(value: FieldValue) -> bytes:
     if isinstance(value, bytes):
         return _BYTES + value
     if isinstance(value, dict | list):
-        return _JSON + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _JSON + text.encode("utf-8", errors="surrogatepass")
     raise TypeError(f"cannot store values of type {type(value).__name__} in the vault")
 
 
@@ -50,7 +53,7 @@ def decode(payload: bytes) -> FieldValue:
         if tag == _NONE:
             return None
         if tag == _STR:
-            return body.decode("utf-8")
+            return body.decode("utf-8", errors="surrogatepass")
         if tag == _TRUE:
             return True
         if tag == _FALSE:
@@ -68,7 +71,7 @@ def decode(payload: bytes) -> FieldValue:
         if tag == _BYTES:
             return body
         if tag == _JSON:
-            decoded: dict[str, Any] | list[Any] = json.loads(body)
+            decoded: dict[str, Any] | list[Any] = json.loads(body.decode("utf-8", errors="surrogatepass"))
             return decoded
     except (ValueError, UnicodeDecodeError):
         pass

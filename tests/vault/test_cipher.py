@@ -135,3 +135,11 @@ def test_error_messages_never_contain_the_value() -> None:
 def test_unsupported_type_is_refused() -> None:
     with pytest.raises(TypeError):
         FieldCipher("s1", KEY, 1).encrypt("t", "r", "f", object())  # type: ignore[arg-type]
+
+
+def test_strings_with_lone_surrogates_round_trip() -> None:
+    """Quarantined rows keep undecodable source bytes as surrogate escapes; they must survive storage."""
+    cipher = FieldCipher("s1", KEY, 1)
+    raw = b"M\xfcller".decode("utf-8", errors="surrogateescape")
+    for value in (raw, {"Name": raw}):
+        assert cipher.decrypt("t", "r", "f", cipher.encrypt("t", "r", "f", value)) == value

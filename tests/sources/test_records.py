@@ -23,7 +23,7 @@ CANARIES = {
     "full_name": "Quintessa Xylophonia Zwetschgenbaum",
     "email": "quintessa.canary+vault@example.org",
     "phone": "+44 7700 900123",
-    "street_number": "221B",
+    "street_number": "221Q",  # not hex-like: "221b" would match random UUID text
     "address_line1": "Canarywharf Lane",
     "address_line2": "Flat Thirteen",
     "city": "Llanfairpwllgwyngyll",

@@ -1,0 +1,35 @@
+"""The HTTP layer: a Flask app over one :class:`~cdp.platform.Platform`.
+
+``api`` imports ``cdp``, never the reverse; views stay thin and call services. Nothing here exposes
+customer data yet: authorization (OAuth) arrives first, and until then the only routes are the index,
+the health probes and the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api.config import ApiConfig
+from api.context import EXTENSION_KEY
+from api.health import blp as health_blp
+from api.hooks import register_hooks
+from api.smorest import CdpApi
+from cdp.config import Settings, load_settings
+from cdp.platform import Platform
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
+    """Build the app. Tests pass a ``platform`` they own; servers pass nothing and the app opens one
+    from the configuration, failing at start-up (not on the first request) if it is unusable."""
+    if platform is None:
+        platform = Platform.open(settings or load_settings())
+    # No static folder: the API serves no files, and an implicit /static route is one more surface.
+    app = Flask(__name__, static_folder=None)
+    app.config.from_object(ApiConfig)
+    app.extensions[EXTENSION_KEY] = platform
+    register_hooks(app)
+    api = CdpApi(app)
+    api.register_blueprint(health_blp)
+    return app

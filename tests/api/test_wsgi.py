@@ -1,0 +1,31 @@
+"""The gunicorn entry point opens the platform from the configuration by itself."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from cdp.config import Settings
+from cdp.platform import Platform
+
+
+def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "cdp"
+    initialized, _ = Platform.initialize(Settings(data_dir=data_dir))
+    initialized.close()
+    for name in ("CDP_CONFIG", "CDP_DATABASE_URL", "CDP_KEYRING", "CDP_KEYRING_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDP_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)  # no stray ./cdp.toml
+    monkeypatch.delitem(sys.modules, "api.wsgi", raising=False)
+
+    wsgi = importlib.import_module("api.wsgi")
+    try:
+        response = wsgi.app.test_client().get("/readyz")
+        assert response.status_code == 200
+    finally:
+        wsgi.app.extensions["cdp"].close()
+        sys.modules.pop("api.wsgi", None)

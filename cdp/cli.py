@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -26,7 +28,10 @@ from cdp.errors import CdpError
 from cdp.platform import Platform
 from cdp.vault import rotation
 
-out = Console()
+if TYPE_CHECKING:
+    from cdp.sources.ingest import IngestSummary
+
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -59,7 +64,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not err.is_terminal and not os.environ.get("CDP_PROGRESS"),
+        disable=not err.is_terminal,
     )
 
 
@@ -191,6 +196,156 @@ def keys_rotate(state: _State, batch_size: int | None, no_retire: bool) -> None:
     )
     if result.retired:
         out.print("retired (key material destroyed): " + ", ".join(f"v{v}" for v in result.retired))
+
+
+@cli.group()
+def sources() -> None:
+    """Sources (lines of business) and their field mappings."""
+
+
+@sources.command("register")
+@click.argument(
+    "mappings", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.pass_obj
+def sources_register(state: _State, mappings: tuple[Path, ...]) -> None:
+    """Register sources from mapping TOML files (re-registering replaces the mapping)."""
+    from cdp.sources.ingest import IngestService
+
+    with _platform(state) as platform:
+        service = IngestService(platform.db, platform.vault)
+        for path in mappings:
+            mapping, created = service.register_source(path.read_text(encoding="utf-8"), origin=str(path))
+            verb = "registered" if created else "updated mapping of"
+            out.print(f"{verb} source {mapping.name} ({mapping.line_of_business})")
+
+
+@sources.command("list")
+@click.pass_obj
+def sources_list(state: _State) -> None:
+    """Sources with their record, interaction and pending-quarantine counts."""
+    from cdp.sources.ingest import IngestService
+
+    with _platform(state) as platform:
+        infos = IngestService(platform.db, platform.vault).sources()
+    table = Table(title="sources")
+    for column in ("name", "line of business", "records", "interactions", "quarantined"):
+        table.add_column(
+            column, justify="right" if column in ("records", "interactions", "quarantined") else "left"
+        )
+    for info in infos:
+        table.add_row(
+            info.name,
+            info.line_of_business,
+            f"{info.records:,}",
+            f"{info.interactions:,}",
+            f"{info.quarantined:,}",
+        )
+    out.print(table)
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    resumed = f" (resumed after row {summary.resumed_after_row:,})" if summary.resumed_after_row else ""
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    out.print(
+        f"{summary.source} {summary.kind}{resumed}: {summary.inserted:,} inserted, "
+        f"{summary.updated:,} updated, {summary.unchanged:,} unchanged, {summary.rejected:,} rejected "
+        f"in {summary.seconds:.1f} s ({rate:,.0f} rows/s)"
+    )
+    for reason, count in summary.reasons.most_common():
+        out.print(f"  quarantined: {count:,} x {reason}")
+    if summary.rejected:
+        out.print("  see `cdp quarantine list`; fix the mapping or data, then `cdp quarantine retry`")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--interactions", is_flag=True, help="The file holds contact history, not customer records.")
+@click.option("--chunk-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.pass_obj
+def ingest(state: _State, source: str, file: Path, interactions: bool, chunk_size: int) -> None:
+    """Ingest a CSV or JSON Lines FILE for SOURCE. Idempotent; re-run to resume an interrupted run."""
+    from cdp.sources.ingest import IngestService
+    from cdp.sources.readers import count_rows
+
+    with _platform(state) as platform, _progress() as progress:
+        task = progress.add_task(f"ingesting {file.name}", total=count_rows(file))
+        summary = IngestService(platform.db, platform.vault, chunk_size=chunk_size).ingest_file(
+            source,
+            file,
+            kind="interactions" if interactions else "records",
+            progress=lambda n: progress.advance(task, n),
+        )
+    _print_summary(summary)
+
+
+@cli.group()
+def quarantine() -> None:
+    """Rows that could not be ingested: list, retry, discard."""
+
+
+@quarantine.command("list")
+@click.option("--source", default=None)
+@click.option("--reason", default=None)
+@click.option("--status", type=click.Choice(["pending", "reprocessed", "discarded"]), default="pending")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.pass_obj
+def quarantine_list(state: _State, source: str | None, reason: str | None, status: str, limit: int) -> None:
+    """Quarantined rows with their reasons (never their values)."""
+    from cdp.sources.ingest import IngestService
+    from cdp.sources.quarantine import QuarantineRepository
+
+    with _platform(state) as platform, platform.db.read() as session:
+        service = IngestService(platform.db, platform.vault)
+        source_id = service.mapping(session, source)[0] if source else None
+        names = {info.id: info.name for info in service.sources()}
+        entries = QuarantineRepository(session, platform.vault).entries(
+            source_id=source_id, reason=reason, status=status, limit=limit
+        )
+    table = Table(title=f"quarantine ({status})")
+    for column in ("id", "source", "kind", "row", "reason", "detail"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            str(entry.id),
+            names.get(entry.source_id, "?"),
+            entry.kind,
+            str(entry.row_number),
+            entry.reason,
+            entry.detail,
+        )
+    out.print(table)
+
+
+@quarantine.command("retry")
+@click.option("--source", default=None, help="Only this source's pending rows.")
+@click.argument("ids", nargs=-1, type=click.UUID)
+@click.pass_obj
+def quarantine_retry(state: _State, source: str | None, ids: tuple[uuid.UUID, ...]) -> None:
+    """Re-process pending rows with the current mapping (all pending, one source's, or the given IDS)."""
+    from cdp.sources.ingest import IngestService
+
+    with _platform(state) as platform:
+        result = IngestService(platform.db, platform.vault).retry_quarantined(
+            source_name=source, entry_ids=ids
+        )
+    out.print(
+        f"retried {result.retried:,}: {result.reprocessed:,} ingested, "
+        f"{result.still_rejected:,} still quarantined"
+    )
+
+
+@quarantine.command("discard")
+@click.argument("ids", nargs=-1, required=True, type=click.UUID)
+@click.pass_obj
+def quarantine_discard(state: _State, ids: tuple[uuid.UUID, ...]) -> None:
+    """Discard quarantined rows: their encrypted copy is crypto-shredded."""
+    from cdp.sources.ingest import IngestService
+
+    with _platform(state) as platform:
+        count = IngestService(platform.db, platform.vault).discard_quarantined(list(ids))
+    out.print(f"discarded {count:,} quarantined row(s)")
 
 
 @cli.group()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -59,6 +60,9 @@ class Source(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     line_of_business: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    mapping_toml: Mapped[str | None] = mapped_column(Text)
+    """The registered field mapping (configuration, no personal data)."""
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -96,6 +100,9 @@ class SourceRecord(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    """Keyed hash of the mapped row: re-ingesting identical data is detected without decrypting."""
 
     enc_source_record_id: Mapped[bytes] = mapped_column(LargeBinary)
     enc_first_name: Mapped[bytes] = mapped_column(LargeBinary)
@@ -113,6 +120,8 @@ class SourceRecord(Base):
     enc_country: Mapped[bytes] = mapped_column(LargeBinary)
     enc_national_id: Mapped[bytes] = mapped_column(LargeBinary)
     enc_attributes: Mapped[bytes] = mapped_column(LargeBinary)
+    enc_normalized: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Normalized forms of the attributes (JSON), encrypted beside the originals."""
 
 
 class BlindIndexEntry(Base):
@@ -128,6 +137,95 @@ class BlindIndexEntry(Base):
         ForeignKey("source_record.id", ondelete="CASCADE"), index=True
     )
     subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"), index=True)
+
+
+class SourceRecordVersion(Base):
+    """A superseded version of a source record, encrypted under the same subject key."""
+
+    __tablename__ = "source_record_version"
+    __table_args__ = (UniqueConstraint("record_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source_record.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enc_snapshot: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+CHANNELS = ("email", "letter", "phone", "web", "chat", "in_person")
+
+
+class Interaction(Base):
+    """One contact with a customer on one channel. Time, channel, direction, kind and department are
+    plaintext so timelines sort and analytics group without decrypting; what was said is encrypted."""
+
+    __tablename__ = "interaction"
+    __table_args__ = (
+        UniqueConstraint("source_id", "natural_key"),
+        Index("ix_interaction_subject_id_occurred_at", "subject_id", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source.id"))
+    natural_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), index=True
+    )
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str] = mapped_column(String(32))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16))
+    enc_details: Mapped[bytes] = mapped_column(LargeBinary)
+    """interaction id, summary, content, outcome, amount, currency, extra attributes (JSON)."""
+
+
+class IngestRun(Base):
+    """One ingestion of one file or API batch: progress for resuming, and the summary."""
+
+    __tablename__ = "ingest_run"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    content_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rows_committed: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuarantinedRow(Base):
+    """A row that could not be ingested, with a reason code. The raw row is encrypted under a data key
+    of its own (a subject row used as key holder), so it can be shredded like any customer data."""
+
+    __tablename__ = "quarantined_row"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source.id"), index=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ingest_run.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    row_number: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(String(300))
+    """Names columns and rules, never values."""
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"))
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16), index=True)
+    """Keyed hash of the raw row, so re-ingesting a file does not quarantine the same row twice."""
+    enc_payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 def table_of(model: type[Base]) -> Table:

@@ -13,11 +13,19 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
-from cdp.db.models import CANONICAL_FIELDS, BlindIndexEntry, Source, SourceRecord, Subject, table_of
+from cdp.db.models import (
+    CANONICAL_FIELDS,
+    BlindIndexEntry,
+    Source,
+    SourceRecord,
+    SourceRecordVersion,
+    Subject,
+    table_of,
+)
 from cdp.db.types import utcnow
 from cdp.errors import CdpError
 from cdp.vault import Vault
@@ -26,6 +34,7 @@ from cdp.vault.subject_keys import WrappedKey
 from cdp.vault.subjects import SubjectStore
 
 RECORD_TABLE = "source_record"
+VERSION_TABLE = "source_record_version"
 LookupKeys = Mapping[str, Iterable[str]]
 
 
@@ -80,6 +89,26 @@ class CustomerRecord:
 _RECORD_FIELDS = tuple(f.name for f in fields(CustomerRecord))
 
 
+@dataclass
+class NewRecord:
+    """A record ready to store: plaintext plus what ingestion derived from it."""
+
+    record: CustomerRecord
+    lookup_keys: LookupKeys = field(default_factory=dict)
+    normalized: dict[str, Any] | None = None
+    last_activity_at: datetime | None = None
+    fingerprint: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ExistingRecord:
+    id: uuid.UUID
+    subject_id: uuid.UUID
+    version: int
+    fingerprint: bytes | None
+    updated_at: datetime
+
+
 @dataclass(frozen=True)
 class StoredRecord:
     id: uuid.UUID
@@ -89,6 +118,8 @@ class StoredRecord:
     ingested_at: datetime
     updated_at: datetime
     data: CustomerRecord
+    normalized: dict[str, Any] | None = None
+    last_activity_at: datetime | None = None
 
 
 class SourceRepository:
@@ -135,38 +166,128 @@ class RecordRepository:
 
         ``lookup_keys`` maps a blind-index kind to already-normalized values, e.g. ``{"email": [...]}``.
         """
+        return self.insert(source_id, [NewRecord(record, lookup_keys) for record, lookup_keys in items])
+
+    def insert(self, source_id: uuid.UUID, items: Sequence[NewRecord]) -> list[uuid.UUID]:
         created = self.subjects.create_many(len(items))
         now = utcnow()
         record_rows: list[dict[str, Any]] = []
         index_rows: list[dict[str, Any]] = []
-        for (record, lookup_keys), (subject_id, cipher) in zip(items, created, strict=True):
+        for item, (subject_id, cipher) in zip(items, created, strict=True):
             record_id = uuid.uuid4()
             row: dict[str, Any] = {
                 "id": record_id,
                 "source_id": source_id,
                 "subject_id": subject_id,
-                "natural_key": self.natural_key(source_id, record.source_record_id),
+                "natural_key": self.natural_key(source_id, item.record.source_record_id),
                 "version": 1,
                 "ingested_at": now,
                 "updated_at": now,
+                "last_activity_at": item.last_activity_at,
+                "fingerprint": item.fingerprint,
             }
-            row.update(_encrypt_record(cipher, str(record_id), record))
+            row.update(_encrypt_record(cipher, str(record_id), item))
             record_rows.append(row)
-            for kind, values in lookup_keys.items():
-                for value in dict.fromkeys(values):
-                    index_rows.append(
-                        {
-                            "kind": kind,
-                            "token": self.vault.blind.token(kind, value),
-                            "record_id": record_id,
-                            "subject_id": subject_id,
-                        }
-                    )
+            index_rows += self._index_rows(record_id, subject_id, item.lookup_keys)
         if record_rows:
             self.session.execute(insert(SourceRecord), record_rows)
         if index_rows:
             self.session.execute(insert(BlindIndexEntry), index_rows)
         return [row["id"] for row in record_rows]
+
+    def _index_rows(
+        self, record_id: uuid.UUID, subject_id: uuid.UUID, lookup_keys: LookupKeys
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": kind,
+                "token": self.vault.blind.token(kind, value),
+                "record_id": record_id,
+                "subject_id": subject_id,
+            }
+            for kind, values in lookup_keys.items()
+            for value in dict.fromkeys(values)
+        ]
+
+    def existing(self, source_id: uuid.UUID, source_record_ids: Sequence[str]) -> dict[str, ExistingRecord]:
+        """The stored records among these source record ids, keyed by source record id."""
+        by_key = {self.natural_key(source_id, rid): rid for rid in source_record_ids}
+        found: dict[str, ExistingRecord] = {}
+        keys = list(by_key)
+        for start in range(0, len(keys), 500):
+            rows = self.session.execute(
+                select(
+                    SourceRecord.natural_key,
+                    SourceRecord.id,
+                    SourceRecord.subject_id,
+                    SourceRecord.version,
+                    SourceRecord.fingerprint,
+                    SourceRecord.updated_at,
+                ).where(
+                    SourceRecord.source_id == source_id,
+                    SourceRecord.natural_key.in_(keys[start : start + 500]),
+                )
+            ).all()
+            for row in rows:
+                found[by_key[row.natural_key]] = ExistingRecord(
+                    row.id, row.subject_id, row.version, row.fingerprint, row.updated_at
+                )
+        return found
+
+    def update(self, existing: ExistingRecord, item: NewRecord) -> None:
+        """Replace a record's values, keeping the previous version (encrypted) in its history."""
+        previous = self.get(existing.id)
+        cipher = self.subjects.open(existing.subject_id)
+        version_id = uuid.uuid4()
+        snapshot = {
+            "version": previous.version,
+            "record": {name: _jsonable(getattr(previous.data, name)) for name in _RECORD_FIELDS},
+            "normalized": previous.normalized,
+            "last_activity_at": _jsonable(previous.last_activity_at),
+        }
+        now = utcnow()
+        self.session.execute(
+            insert(SourceRecordVersion).values(
+                id=version_id,
+                record_id=existing.id,
+                version=previous.version,
+                valid_from=previous.updated_at,
+                replaced_at=now,
+                enc_snapshot=cipher.encrypt(VERSION_TABLE, str(version_id), "snapshot", snapshot),
+            )
+        )
+        values: dict[str, Any] = {
+            "version": SourceRecord.version + 1,
+            "updated_at": now,
+            "last_activity_at": item.last_activity_at,
+            "fingerprint": item.fingerprint,
+        }
+        values.update(_encrypt_record(cipher, str(existing.id), item))
+        self.session.execute(
+            update(SourceRecord)
+            .where(SourceRecord.id == existing.id, SourceRecord.version == existing.version)
+            .values(**values)
+        )
+        self.session.execute(delete(BlindIndexEntry).where(BlindIndexEntry.record_id == existing.id))
+        rows = self._index_rows(existing.id, existing.subject_id, item.lookup_keys)
+        if rows:
+            self.session.execute(insert(BlindIndexEntry), rows)
+
+    def history(self, record_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Earlier versions of a record, oldest first, decrypted."""
+        stored = self.get(record_id)
+        cipher = self.subjects.open(stored.subject_id)
+        rows = self.session.execute(
+            select(SourceRecordVersion.id, SourceRecordVersion.enc_snapshot)
+            .where(SourceRecordVersion.record_id == record_id)
+            .order_by(SourceRecordVersion.version)
+        ).all()
+        snapshots = []
+        for row in rows:
+            snapshot = cipher.decrypt(VERSION_TABLE, str(row.id), "snapshot", row.enc_snapshot)
+            assert isinstance(snapshot, dict)
+            snapshots.append(snapshot)
+        return snapshots
 
     def get(self, record_id: uuid.UUID) -> StoredRecord:
         found = self.get_many([record_id])
@@ -197,6 +318,10 @@ class RecordRepository:
         values = {
             name: cipher.decrypt(RECORD_TABLE, record_id, name, row[f"enc_{name}"]) for name in _RECORD_FIELDS
         }
+        normalized = None
+        if row["enc_normalized"] is not None:
+            decoded = cipher.decrypt(RECORD_TABLE, record_id, "normalized", row["enc_normalized"])
+            normalized = decoded if isinstance(decoded, dict) else None
         return StoredRecord(
             id=row["id"],
             source_id=row["source_id"],
@@ -205,6 +330,8 @@ class RecordRepository:
             ingested_at=row["ingested_at"],
             updated_at=row["updated_at"],
             data=CustomerRecord(**values),  # type: ignore[arg-type]
+            normalized=normalized,
+            last_activity_at=row["last_activity_at"],
         )
 
     def find_by_natural_key(self, source_id: uuid.UUID, source_record_id: str) -> uuid.UUID | None:
@@ -230,8 +357,18 @@ class RecordRepository:
         return int(self.session.execute(select(func.count()).select_from(SourceRecord)).scalar_one())
 
 
-def _encrypt_record(cipher: FieldCipher, record_id: str, record: CustomerRecord) -> dict[str, bytes]:
-    return {
-        f"enc_{name}": cipher.encrypt(RECORD_TABLE, record_id, name, getattr(record, name))
+def _encrypt_record(cipher: FieldCipher, record_id: str, item: NewRecord) -> dict[str, bytes | None]:
+    encrypted: dict[str, bytes | None] = {
+        f"enc_{name}": cipher.encrypt(RECORD_TABLE, record_id, name, getattr(item.record, name))
         for name in _RECORD_FIELDS
     }
+    encrypted["enc_normalized"] = (
+        cipher.encrypt(RECORD_TABLE, record_id, "normalized", item.normalized)
+        if item.normalized is not None
+        else None
+    )
+    return encrypted
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value

@@ -1,0 +1,484 @@
+"""The ingest service: source file or API batch → mapped, validated, normalized, encrypted records and
+interactions, upserted by natural key, with bad rows quarantined.
+
+Guarantees:
+* **Idempotent.** (source, source record id) is the natural key; a keyed fingerprint of the mapped row
+  tells unchanged from changed without decrypting, so re-ingesting a file changes nothing, and a changed
+  row becomes a new version with the old one kept encrypted in its history.
+* **Bad rows never stop a batch.** They are quarantined with a reason code and can be retried after the
+  mapping or the data is fixed.
+* **No half rows.** Each chunk (records, blind indexes, quarantine entries and the run's progress) is one
+  transaction. A run killed half-way leaves whole chunks; ingesting the same content again resumes after
+  the last committed chunk, and the fingerprints make any overlap harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from cdp.db import Database
+from cdp.db.models import IngestRun, Interaction, Source, SourceRecord
+from cdp.db.types import utcnow
+from cdp.errors import CdpError
+from cdp.sources.interactions import InteractionRepository, NewInteraction
+from cdp.sources.mapping import SourceMapping
+from cdp.sources.prepare import Rejected, prepare_interaction, prepare_record
+from cdp.sources.quarantine import QuarantineRepository, Rejection
+from cdp.sources.readers import RawRow, read_rows
+from cdp.sources.records import NewRecord, RecordRepository, SourceNotFound
+from cdp.vault import Vault
+
+Progress = Callable[[int], None]
+KINDS = ("records", "interactions")
+MAX_API_BATCH = 1000
+"""Largest batch the HTTP API accepts in one request (documented in the OpenAPI spec)."""
+
+_READER_DETAILS = {
+    "encoding_error": "bytes that are not valid in the source's declared encoding",
+    "malformed_json": "the line is not valid JSON",
+    "malformed_row": "the row does not fit the header (or is not a JSON object)",
+}
+T = TypeVar("T")
+
+
+class IngestError(CdpError):
+    pass
+
+
+@dataclass
+class IngestSummary:
+    run_id: uuid.UUID
+    source: str
+    kind: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    resumed_after_row: int = 0
+    seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: uuid.UUID
+    name: str
+    line_of_business: str
+    records: int
+    interactions: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class RetrySummary:
+    retried: int
+    reprocessed: int
+    still_rejected: int
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _rounds(items: Sequence[T], key: Callable[[T], object]) -> Iterator[list[T]]:
+    """Split items so no round holds the same key twice, preserving order within a key: a file that
+    lists one record twice is applied as insert-then-update, as if the rows came in two files."""
+    pending = list(items)
+    while pending:
+        seen: set[object] = set()
+        this_round: list[T] = []
+        later: list[T] = []
+        for item in pending:
+            k = key(item)
+            (later if k in seen else this_round).append(item)
+            seen.add(k)
+        yield this_round
+        pending = later
+
+
+class IngestService:
+    def __init__(
+        self, db: Database, vault: Vault, *, chunk_size: int = 500, today: date | None = None
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.db = db
+        self.vault = vault
+        self.chunk_size = chunk_size
+        self.today = today
+
+    # -- sources -------------------------------------------------------------------------------------
+
+    def register_source(self, mapping_toml: str, *, origin: str = "mapping") -> tuple[SourceMapping, bool]:
+        """Register a source with its mapping, or replace the mapping of an existing one.
+        Returns the parsed mapping and whether the source is new."""
+        mapping = SourceMapping.from_toml(mapping_toml, origin=origin)
+        with self.db.transaction() as session:
+            source = session.execute(select(Source).where(Source.name == mapping.name)).scalar_one_or_none()
+            if source is None:
+                session.add(
+                    Source(
+                        id=uuid.uuid4(),
+                        name=mapping.name,
+                        line_of_business=mapping.line_of_business,
+                        mapping_toml=mapping_toml,
+                        created_at=utcnow(),
+                    )
+                )
+                return mapping, True
+            if source.line_of_business != mapping.line_of_business:
+                raise IngestError(
+                    f"source {mapping.name!r} is registered for {source.line_of_business}; "
+                    "a source cannot change its line of business"
+                )
+            source.mapping_toml = mapping_toml
+            source.updated_at = utcnow()
+            return mapping, False
+
+    def mapping(self, session: Session, source_name: str) -> tuple[uuid.UUID, SourceMapping]:
+        row = session.execute(
+            select(Source.id, Source.mapping_toml).where(Source.name == source_name)
+        ).one_or_none()
+        if row is None:
+            raise SourceNotFound(
+                f"source {source_name!r} is not registered; run `cdp sources register MAPPING`"
+            )
+        if not row.mapping_toml:
+            raise IngestError(f"source {source_name!r} has no field mapping; register one first")
+        return row.id, SourceMapping.from_toml(row.mapping_toml, origin=f"mapping of {source_name}")
+
+    def sources(self) -> list[SourceInfo]:
+        with self.db.read() as session:
+            records = dict(
+                session.execute(
+                    select(SourceRecord.source_id, func.count()).group_by(SourceRecord.source_id)
+                ).all()
+            )
+            interactions = dict(
+                session.execute(
+                    select(Interaction.source_id, func.count()).group_by(Interaction.source_id)
+                ).all()
+            )
+            quarantine = QuarantineRepository(session, self.vault)
+            return [
+                SourceInfo(
+                    s.id,
+                    s.name,
+                    s.line_of_business,
+                    records.get(s.id, 0),
+                    interactions.get(s.id, 0),
+                    sum(quarantine.counts_by_reason(s.id).values()),
+                )
+                for s in session.execute(select(Source).order_by(Source.name)).scalars()
+            ]
+
+    # -- ingestion -----------------------------------------------------------------------------------
+
+    def ingest_file(
+        self, source_name: str, path: Path, *, kind: str = "records", progress: Progress | None = None
+    ) -> IngestSummary:
+        with self.db.read() as session:
+            _, mapping = self.mapping(session, source_name)
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise IngestError(f"cannot read {path}: {exc.strerror}") from None
+        rows = read_rows(path, encoding=mapping.encoding, delimiter=mapping.csv_delimiter)
+        return self.ingest_rows(
+            source_name, rows, kind=kind, content_sha256=digest.hexdigest(), progress=progress
+        )
+
+    def ingest_rows(
+        self,
+        source_name: str,
+        rows: Iterable[RawRow],
+        *,
+        kind: str = "records",
+        content_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> IngestSummary:
+        if kind not in KINDS:
+            raise IngestError(f"kind must be one of {', '.join(KINDS)}")
+        started = time.perf_counter()
+        with self.db.transaction() as session:
+            source_id, mapping = self.mapping(session, source_name)
+            if kind == "interactions" and mapping.interactions is None:
+                raise IngestError(f"source {source_name!r} has no [interactions] mapping")
+            run = self._start_or_resume(session, source_id, kind, content_sha256)
+            summary = IngestSummary(
+                run.id,
+                source_name,
+                kind,
+                inserted=run.inserted,
+                updated=run.updated,
+                unchanged=run.unchanged,
+                rejected=run.rejected,
+                resumed_after_row=run.rows_committed,
+            )
+        skip = summary.resumed_after_row
+        for chunk in _chunks(rows, self.chunk_size):
+            todo = [row for row in chunk if row.number > skip]
+            if todo:
+                with self.db.transaction() as session:
+                    counts = self._chunk(session, source_id, mapping, run.id, kind, todo)
+                    last = todo[-1].number
+                    session.execute(
+                        update(IngestRun)
+                        .where(IngestRun.id == run.id)
+                        .values(
+                            rows_committed=last,
+                            inserted=IngestRun.inserted + counts["inserted"],
+                            updated=IngestRun.updated + counts["updated"],
+                            unchanged=IngestRun.unchanged + counts["unchanged"],
+                            rejected=IngestRun.rejected + counts["rejected"],
+                        )
+                    )
+                summary.inserted += counts["inserted"]
+                summary.updated += counts["updated"]
+                summary.unchanged += counts["unchanged"]
+                summary.rejected += counts["rejected"]
+                summary.reasons.update(counts["reasons"])
+            if progress:
+                progress(len(chunk))
+        with self.db.transaction() as session:
+            session.execute(
+                update(IngestRun)
+                .where(IngestRun.id == run.id)
+                .values(status="completed", finished_at=utcnow())
+            )
+        summary.rows = summary.inserted + summary.updated + summary.unchanged + summary.rejected
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _start_or_resume(
+        self, session: Session, source_id: uuid.UUID, kind: str, content_sha256: str | None
+    ) -> IngestRun:
+        if content_sha256 is not None:
+            unfinished = session.execute(
+                select(IngestRun)
+                .where(
+                    IngestRun.source_id == source_id,
+                    IngestRun.kind == kind,
+                    IngestRun.content_sha256 == content_sha256,
+                    IngestRun.status == "running",
+                )
+                .order_by(IngestRun.started_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if unfinished is not None:
+                return unfinished
+        run = IngestRun(
+            id=uuid.uuid4(),
+            source_id=source_id,
+            kind=kind,
+            content_sha256=content_sha256,
+            status="running",
+            started_at=utcnow(),
+            rows_committed=0,
+            inserted=0,
+            updated=0,
+            unchanged=0,
+            rejected=0,
+        )
+        session.add(run)
+        session.flush()
+        return run
+
+    def _chunk(
+        self,
+        session: Session,
+        source_id: uuid.UUID,
+        mapping: SourceMapping,
+        run_id: uuid.UUID,
+        kind: str,
+        rows: list[RawRow],
+    ) -> dict[str, Any]:
+        counts: dict[str, Any] = {
+            "inserted": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "rejected": 0,
+            "reasons": Counter(),
+        }
+        rejected: list[Rejection] = []
+        if kind == "records":
+            self._records(session, source_id, mapping, rows, counts, rejected)
+        else:
+            self._interactions(session, source_id, mapping, rows, counts, rejected)
+        QuarantineRepository(session, self.vault).add_many(source_id, run_id, kind, rejected)
+        counts["rejected"] = len(rejected)
+        counts["reasons"] = Counter(r.reason for r in rejected)
+        return counts
+
+    def _records(
+        self,
+        session: Session,
+        source_id: uuid.UUID,
+        mapping: SourceMapping,
+        rows: list[RawRow],
+        counts: dict[str, Any],
+        rejected: list[Rejection],
+    ) -> None:
+        today = self.today or date.today()
+        prepared = []
+        for raw in rows:
+            if raw.error:
+                rejected.append(Rejection(raw.number, raw.error, _READER_DETAILS[raw.error], raw.values))
+                continue
+            try:
+                prepared.append(prepare_record(raw.values, mapping, today=today))
+            except Rejected as exc:
+                rejected.append(Rejection(raw.number, exc.reason, exc.detail, raw.values))
+        repo = RecordRepository(session, self.vault)
+        for batch in _rounds(prepared, key=lambda p: p.record.source_record_id):
+            existing = repo.existing(source_id, [p.record.source_record_id for p in batch])
+            new: list[NewRecord] = []
+            for item in batch:
+                fingerprint = self.vault.blind.fingerprint("record_fingerprint", item.content)
+                record = NewRecord(
+                    item.record, item.lookup_keys, item.normalized, item.last_activity_at, fingerprint
+                )
+                found = existing.get(item.record.source_record_id)
+                if found is None:
+                    new.append(record)
+                elif found.fingerprint == fingerprint:
+                    counts["unchanged"] += 1
+                else:
+                    repo.update(found, record)
+                    counts["updated"] += 1
+            repo.insert(source_id, new)
+            counts["inserted"] += len(new)
+
+    def _interactions(
+        self,
+        session: Session,
+        source_id: uuid.UUID,
+        mapping: SourceMapping,
+        rows: list[RawRow],
+        counts: dict[str, Any],
+        rejected: list[Rejection],
+    ) -> None:
+        prepared = []
+        for raw in rows:
+            if raw.error:
+                rejected.append(Rejection(raw.number, raw.error, _READER_DETAILS[raw.error], raw.values))
+                continue
+            try:
+                prepared.append((raw, prepare_interaction(raw.values, mapping)))
+            except Rejected as exc:
+                rejected.append(Rejection(raw.number, exc.reason, exc.detail, raw.values))
+        records = RecordRepository(session, self.vault).existing(
+            source_id, sorted({p.source_record_id for _, p in prepared})
+        )
+        repo = InteractionRepository(session, self.vault)
+        keyed = []
+        for raw, item in prepared:
+            owner = records.get(item.source_record_id)
+            if owner is None:
+                rejected.append(
+                    Rejection(
+                        raw.number,
+                        "unknown_record",
+                        "no record of this source has that record id",
+                        raw.values,
+                    )
+                )
+                continue
+            identity = (
+                f"id:{item.interaction_id}"
+                if item.interaction_id
+                else f"fp:{hashlib.sha256(item.content).hexdigest()}"
+            )
+            keyed.append(
+                NewInteraction(
+                    record_id=owner.id,
+                    subject_id=owner.subject_id,
+                    natural_key=repo.natural_key(source_id, identity),
+                    occurred_at=item.occurred_at,
+                    channel=item.channel,
+                    direction=item.direction,
+                    kind=item.kind,
+                    department=item.department,
+                    details=item.details,
+                    fingerprint=self.vault.blind.fingerprint("interaction_fingerprint", item.content),
+                )
+            )
+        for batch in _rounds(keyed, key=lambda i: i.natural_key):
+            existing = repo.existing(source_id, [i.natural_key for i in batch])
+            new = []
+            for interaction in batch:
+                found = existing.get(interaction.natural_key)
+                if found is None:
+                    new.append(interaction)
+                elif found.fingerprint == interaction.fingerprint:
+                    counts["unchanged"] += 1
+                else:
+                    repo.update(found, interaction)
+                    counts["updated"] += 1
+            repo.insert(source_id, new)
+            counts["inserted"] += len(new)
+
+    # -- quarantine ----------------------------------------------------------------------------------
+
+    def retry_quarantined(
+        self, *, source_name: str | None = None, entry_ids: Sequence[uuid.UUID] = ()
+    ) -> RetrySummary:
+        """Run pending quarantined rows through the current mapping again. Rows that now pass are
+        ingested (and their quarantine copy shredded); the others keep their entry with the new reason."""
+        retried = reprocessed = 0
+        with self.db.read() as session:
+            source_id = self.mapping(session, source_name)[0] if source_name else None
+            quarantine = QuarantineRepository(session, self.vault)
+            if entry_ids:
+                entries = [quarantine.payload(entry_id)[0] for entry_id in entry_ids]
+            else:
+                entries = quarantine.entries(source_id=source_id, limit=1_000_000)
+            names = dict(session.execute(select(Source.id, Source.name)).all())
+        for entry in entries:
+            if entry.status != "pending":
+                continue
+            retried += 1
+            with self.db.transaction() as session:
+                quarantine = QuarantineRepository(session, self.vault)
+                _, values = quarantine.payload(entry.id)
+                if "_raw" in values and len(values) == 1:
+                    continue  # the reader could not parse it at all: nothing a mapping change can fix
+                _, mapping = self.mapping(session, names[entry.source_id])
+                counts: dict[str, Any] = {"inserted": 0, "updated": 0, "unchanged": 0}
+                rejected: list[Rejection] = []
+                row = [RawRow(entry.row_number, values)]
+                if entry.kind == "records":
+                    self._records(session, entry.source_id, mapping, row, counts, rejected)
+                else:
+                    self._interactions(session, entry.source_id, mapping, row, counts, rejected)
+                if rejected:
+                    quarantine.requeue(entry.id, rejected[0].reason, rejected[0].detail)
+                else:
+                    quarantine.close(entry.id, "reprocessed")
+                    reprocessed += 1
+        return RetrySummary(retried, reprocessed, retried - reprocessed)
+
+    def discard_quarantined(self, entry_ids: Sequence[uuid.UUID]) -> int:
+        with self.db.transaction() as session:
+            quarantine = QuarantineRepository(session, self.vault)
+            for entry_id in entry_ids:
+                quarantine.close(entry_id, "discarded")
+        return len(entry_ids)

@@ -9,16 +9,33 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from cdp.db.models import CANONICAL_FIELDS, CHANNELS
 from cdp.identity import normalize as norm
 from cdp.sources.mapping import DIRECTIONS, SectionMapping, SourceMapping
 from cdp.sources.records import CustomerRecord
 
+_CACHE_SIZE = 65_536
+# Names, cities, countries, streets and postcodes repeat across customers and sources; the normalizers
+# are pure, so memoizing them (bounded, in-process) removes most of the per-row cost of a large file.
+_normalize_name = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_name)
+_name_match_keys = lru_cache(maxsize=_CACHE_SIZE)(norm.name_match_keys)
+_name_match_key = lru_cache(maxsize=_CACHE_SIZE)(norm.name_match_key)
+_nickname_keys = lru_cache(maxsize=_CACHE_SIZE)(norm.nickname_keys)
+_phonetic_key = lru_cache(maxsize=_CACHE_SIZE)(norm.phonetic_key)
+_normalize_country = lru_cache(maxsize=1024)(norm.normalize_country)
+_normalize_postcode = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_postcode)
+_parse_address_line = lru_cache(maxsize=_CACHE_SIZE)(norm.parse_address_line)
+_normalize_street = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_street)
+_split_full_name = lru_cache(maxsize=_CACHE_SIZE)(norm.split_full_name)
+
+T = TypeVar("T")
 _SAFE_COLUMN = re.compile(r"^[A-Za-z0-9 _.\-/()#]{1,48}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_VALUE_LENGTH = 4096
@@ -118,6 +135,24 @@ def _call(column: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise Rejected(exc.reason, f"column {safe_column(column)}: {exc.reason.replace('_', ' ')}") from None
 
 
+SOFT_DATE_REASONS = frozenset({"placeholder_date", "implausible_date"})
+
+
+def _soft(
+    quality: list[str], soft: Collection[str], column: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T | None:
+    """Run a normalizer whose failure for the ``soft`` reasons is a data-quality flag (the value is kept
+    as given but not used for matching) rather than a rejected row."""
+    try:
+        return fn(*args, **kwargs)
+    except norm.NormalizationError as exc:
+        if exc.reason not in soft:
+            detail = f"column {safe_column(column)}: {exc.reason.replace('_', ' ')}"
+            raise Rejected(exc.reason, detail) from None
+        quality.append(exc.reason)
+        return None
+
+
 def parse_datetime(value: str, formats: tuple[str, ...], column: str) -> datetime:
     for fmt in formats:
         try:
@@ -148,20 +183,28 @@ def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: dat
     normalized: dict[str, Any] = {}
     keys: dict[str, list[str]] = {}
 
+    quality: list[str] = []
     dob_text = fields_["date_of_birth"]
     dob: date | None = None
     if dob_text is not None:
-        dob = _call(
-            column["date_of_birth"], norm.parse_date_of_birth, dob_text, mapping.date_formats, today=today
+        # Unparseable or impossible dates reject the row; a placeholder (1900-01-01) or implausible date
+        # is kept as the source gave it but never used for matching — junk must not link people.
+        stated = _call(column["date_of_birth"], norm.parse_date, dob_text, mapping.date_formats)
+        fields_["date_of_birth"] = stated
+        dob = _soft(
+            quality,
+            SOFT_DATE_REASONS,
+            column["date_of_birth"],
+            norm.parse_date_of_birth,
+            dob_text,
+            mapping.date_formats,
+            today=today,
         )
         normalized["date_of_birth"] = dob.isoformat() if dob else None
-    fields_["date_of_birth"] = dob
 
     country_text = fields_["country"] or mapping.default_country
     country = (
-        _call(column.get("country", "country"), norm.normalize_country, country_text)
-        if country_text
-        else None
+        _call(column.get("country", "country"), _normalize_country, country_text) if country_text else None
     )
     normalized["country"] = country
 
@@ -177,41 +220,60 @@ def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: dat
         keys["email"] = [email.match_key]
 
     if fields_["phone"] is not None:
-        region = country or mapping.default_country or "GB"
-        phone = _call(column["phone"], norm.normalize_phone, fields_["phone"], default_region=region)
-        normalized["phone"] = phone
-        keys["phone"] = [phone]
+        if norm.phone_is_placeholder(fields_["phone"]):
+            quality.append("junk_phone")
+        else:
+            region = country or mapping.default_country or "GB"
+            phone = _call(column["phone"], norm.normalize_phone, fields_["phone"], default_region=region)
+            normalized["phone"] = phone
+            keys["phone"] = [phone]
 
     given, family = fields_["first_name"], fields_["last_name"]
     if fields_["full_name"] is not None and (given is None or family is None):
-        split_given, split_family = _call(column["full_name"], norm.split_full_name, fields_["full_name"])
+        split_given, split_family = _call(column["full_name"], _split_full_name, fields_["full_name"])
         given = given or split_given
         family = family or split_family
     if given is not None:
-        normalized["first_name"] = _call("first_name", norm.normalize_name, given)
-        normalized["first_name_keys"] = sorted(_call("first_name", norm.name_match_keys, given))
-        normalized["nickname_keys"] = sorted(_call("first_name", norm.nickname_keys, given))
+        normalized["first_name"] = _call("first_name", _normalize_name, given)
+        normalized["first_name_keys"] = sorted(_call("first_name", _name_match_keys, given))
+        normalized["nickname_keys"] = sorted(_call("first_name", _nickname_keys, given))
         keys["first_name"] = normalized["first_name_keys"]
     if family is not None:
-        normalized["last_name"] = _call("last_name", norm.normalize_name, family)
-        family_keys = sorted(_call("last_name", norm.name_match_keys, family))
+        normalized["last_name"] = _call("last_name", _normalize_name, family)
+        family_keys = sorted(_call("last_name", _name_match_keys, family))
         normalized["last_name_keys"] = family_keys
         keys["last_name"] = family_keys
-        phonetic = _call("last_name", norm.phonetic_key, family)
+        phonetic = _call("last_name", _phonetic_key, family)
         normalized["last_name_phonetic"] = phonetic
         if phonetic and dob is not None:
             keys["phonetic_birth_year"] = [f"{phonetic}:{dob.year}"]
 
     if fields_["address_line1"] is not None:
-        parts = _call(column["address_line1"], norm.parse_address_line, fields_["address_line1"])
+        parts = _call(column["address_line1"], _parse_address_line, fields_["address_line1"])
         normalized["street"] = parts.street
+        if parts.street:
+            street_column = column["address_line1"]
+            normalized["street_key"] = _soft(
+                quality, {"empty"}, street_column, _normalize_street, parts.street
+            )
         normalized["street_number"] = fields_["street_number"] or parts.street_number
         normalized["unit"] = parts.unit
     elif fields_["street_number"] is not None:
         normalized["street_number"] = fields_["street_number"]
 
     if fields_["postcode"] is not None:
-        postcode = _call(column["postcode"], norm.normalize_postcode, fields_["postcode"], country)
+        # A postcode that fails its country's format is usually right for another country (the
+        # source's default country was assumed): keep a cleaned form for blocking, flag it.
+        postcode = _soft(
+            quality,
+            {"invalid_postcode"},
+            column["postcode"],
+            _normalize_postcode,
+            fields_["postcode"],
+            country,
+        )
+        if postcode is None:
+            postcode = " ".join(fields_["postcode"].upper().split())
         normalized["postcode"] = postcode
         keys["postcode"] = [f"{country or ''}:{postcode}"]
         initial = (normalized.get("first_name_keys") or [""])[0][:1]
@@ -219,17 +281,26 @@ def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: dat
             keys["postcode_initial"] = [f"{country or ''}:{postcode}:{initial}"]
 
     if fields_["city"] is not None:
-        normalized["city"] = _call("city", norm.name_match_key, fields_["city"])
+        normalized["city"] = _call("city", _name_match_key, fields_["city"])
 
     if fields_["national_id"] is not None:
-        national_id = _call(
-            column["national_id"], norm.normalize_national_id, fields_["national_id"], country
+        national_id = _soft(
+            quality,
+            {"invalid_national_id"},
+            column["national_id"],
+            norm.normalize_national_id,
+            fields_["national_id"],
+            country,
         )
-        normalized["national_id"] = national_id
-        keys["national_id"] = [f"{country or ''}:{national_id}"]
+        if national_id is not None:
+            normalized["national_id"] = national_id
+            keys["national_id"] = [f"{country or ''}:{national_id}"]
 
     if dob is not None:
         keys["date_of_birth"] = [dob.isoformat()]
+
+    if quality:
+        normalized["quality"] = sorted(set(quality))
 
     last_activity = None
     if mapped.get("last_activity_at"):

@@ -403,3 +403,23 @@ def test_ingested_pii_never_reaches_storage_in_any_table(
         "1961-07-14",
     ]
     assert [n for n in needles if n.encode() in raw or n.encode().hex().encode() in raw] == []
+
+
+def test_junk_values_are_kept_but_flagged_and_never_indexed(
+    platform: Platform, service: IngestService, tmp_path: Path
+) -> None:
+    """A placeholder birth date, a junk phone or a postcode of the wrong format must not cost the whole
+    record, and must never become a blocking key that links unrelated people."""
+    junk = "L-5,Ann,Lee,ann@example.com,000-000-0000,01/01/1900,1 Elm Rd,12345,Leeds,,,\n"
+    summary = service.ingest_file("crm", crm_file(tmp_path, [junk]))
+    assert (summary.inserted, summary.rejected) == (1, 0)
+    ann = records_by_id(platform)["L-5"]
+    assert ann.data.date_of_birth == date(1900, 1, 1) and ann.data.phone == "000-000-0000"
+    assert ann.normalized is not None
+    assert ann.normalized["quality"] == ["invalid_postcode", "junk_phone", "placeholder_date"]
+    assert ann.normalized["date_of_birth"] is None and "phone" not in ann.normalized
+    assert ann.normalized["postcode"] == "12345"
+    with platform.db.read() as session:
+        kinds = set(session.execute(select(BlindIndexEntry.kind)).scalars())
+    assert {"phone", "date_of_birth", "phonetic_birth_year"}.isdisjoint(kinds)
+    assert {"email", "postcode", "last_name"} <= kinds

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,9 +36,19 @@ def _part(value: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
+@lru_cache(maxsize=1024)
+def _constant_part(value: str) -> bytes:
+    """Table and field names come from a small fixed set: encode each once."""
+    return _part(value)
+
+
 def field_aad(table: str, record_id: str, field_name: str, key_version: int) -> bytes:
     return (
-        b"cdp-field/1" + _part(table) + _part(record_id) + _part(field_name) + struct.pack(">I", key_version)
+        b"cdp-field/1"
+        + _constant_part(table)
+        + _part(record_id)
+        + _constant_part(field_name)
+        + struct.pack(">I", key_version)
     )
 
 

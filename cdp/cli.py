@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -353,19 +353,38 @@ def demo() -> None:
     """Demo data and the one-command demo server."""
 
 
-def _seed(platform: Platform, people: int, seed_value: int) -> int:
+def _seed(platform: Platform, people: int, seed_value: int) -> None:
     from cdp.demo.seed import seed
 
     with _progress() as progress:
-        task = progress.add_task("seeding demo customers", total=people)
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=max(total, done))
+
         result = seed(
             platform.db,
             platform.vault,
+            work_dir=platform.settings.data_dir / "demo",
             people=people,
             seed_value=seed_value,
-            progress=lambda n: progress.advance(task, n),
+            progress=report,
         )
-    return result.records
+    generated = result.generated
+    out.print(
+        f"demo data: {generated.people:,} fictitious people in {len(generated.sources)} sources "
+        f"({generated.records:,} source records, {generated.interactions:,} interactions generated)"
+    )
+    out.print(
+        f"ingested: {result.records:,} new or changed records, {result.interactions:,} interactions "
+        f"({result.unchanged:,} rows already present and unchanged)"
+    )
+    if result.quarantined:
+        reasons = ", ".join(f"{count:,} {reason}" for reason, count in result.quarantined.most_common())
+        out.print(f"quarantined (the generator plants bad data on purpose): {reasons}")
+    out.print(f"ground truth (who is who, for evaluating identity resolution): {result.ground_truth}")
 
 
 @demo.command("seed")
@@ -373,10 +392,9 @@ def _seed(platform: Platform, people: int, seed_value: int) -> int:
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.pass_obj
 def demo_seed(state: _State, people: int, seed_value: int) -> None:
-    """Add fictitious customers (Faker) to the demo sources; deterministic for a seed."""
+    """Generate realistic fictitious customers across four sources and ingest them (deterministic)."""
     with _platform(state) as platform:
-        added = _seed(platform, people, seed_value)
-    out.print(f"demo data: {added:,} records added")
+        _seed(platform, people, seed_value)
 
 
 @demo.command("run")
@@ -394,8 +412,7 @@ def demo_run(state: _State, people: int, port: int | None) -> None:
         with platform.db.read() as session:
             existing = RecordRepository(session, platform.vault).count()
         if existing == 0:
-            added = _seed(platform, people, 42)
-            out.print(f"demo data: {added:,} fictitious customer records")
+            _seed(platform, people, 42)
         else:
             out.print(f"demo data: {existing:,} records already present")
     finally:

@@ -1,96 +1,88 @@
-"""A small placeholder data set: fictitious customers in several lines of business.
+"""`cdp demo seed`: generate the realistic multi-source demo data set and ingest it like any other data.
 
-Faker generates every value, so nothing here is a real person. The ingestion issue replaces this with
-the realistic multi-source generator (typos, households, changed emails, ground truth).
+The generator (``cdp.demo.generator``) writes one file per source and kind plus the ground truth of who is
+who; seeding registers the demo sources' mappings and runs every file through the normal ingest path, so
+the demo exercises exactly what production does (normalization, quarantine, encryption). The ground truth
+stays in its own file beside the generated sources and never enters the database.
 """
 
 from __future__ import annotations
 
-import random
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-
-from faker import Faker
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from cdp.db import Database
-from cdp.sources.records import CustomerRecord, LookupKeys, RecordRepository, SourceRepository
+from cdp.demo.generator import GenerationSummary, generate
+from cdp.sources.ingest import IngestService, IngestSummary
 from cdp.vault import Vault
 
-DEMO_SOURCES: tuple[tuple[str, str, str], ...] = (
-    ("crm", "sales", "en_GB"),
-    ("helpdesk", "support", "de_DE"),
-    ("billing", "billing", "es_ES"),
-    ("newsletter", "marketing", "en_US"),
-)
+Progress = Callable[[str, int, int], None]
+"""(stage, done, total)"""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeedResult:
-    records: int
-    sources: int
+    generated: GenerationSummary
+    ingests: list[IngestSummary] = field(default_factory=list)
 
+    @property
+    def records(self) -> int:
+        return sum(s.inserted + s.updated for s in self.ingests if s.kind == "records")
 
-def _lookup_keys(record: CustomerRecord) -> LookupKeys:
-    keys: dict[str, list[str]] = {}
-    if record.email:
-        keys["email"] = [record.email.strip().casefold()]
-    if record.phone:
-        keys["phone"] = ["".join(ch for ch in record.phone if ch.isdigit())]
-    if record.last_name:
-        keys["last_name"] = [record.last_name.strip().casefold()]
-    if record.postcode:
-        keys["postcode"] = [record.postcode.replace(" ", "").casefold()]
-    return keys
+    @property
+    def unchanged(self) -> int:
+        return sum(s.unchanged for s in self.ingests)
 
+    @property
+    def interactions(self) -> int:
+        return sum(s.inserted + s.updated for s in self.ingests if s.kind == "interactions")
 
-def _person(fake: Faker, rng: random.Random, source: str, number: int) -> CustomerRecord:
-    first, last = fake.first_name(), fake.last_name()
-    return CustomerRecord(
-        source_record_id=f"{source.upper()}-{number:07d}",
-        first_name=first,
-        last_name=last,
-        full_name=f"{first} {last}",
-        date_of_birth=fake.date_of_birth(minimum_age=18, maximum_age=90),
-        email=fake.email() if rng.random() > 0.05 else None,
-        phone=fake.phone_number() if rng.random() > 0.2 else None,
-        street_number=fake.building_number(),
-        address_line1=fake.street_name(),
-        city=fake.city(),
-        postcode=fake.postcode(),
-        country=fake.current_country_code(),
-        attributes={"customer_since": str(fake.date_between("-10y", "today"))},
-    )
+    @property
+    def quarantined(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for summary in self.ingests:
+            total.update(summary.reasons)
+        return total
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.generated.ground_truth_path
 
 
 def seed(
     db: Database,
     vault: Vault,
     *,
-    people: int = 500,
+    work_dir: Path,
+    people: int = 1000,
     seed_value: int = 42,
-    batch_size: int = 500,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> SeedResult:
-    """Insert ``people`` fictitious records spread over the demo sources. Deterministic for a seed;
-    re-running on a seeded database adds nothing (records are keyed by source record id)."""
-    rng = random.Random(seed_value)
-    fakers = {name: Faker(locale) for name, _, locale in DEMO_SOURCES}
-    for index, fake in enumerate(fakers.values()):
-        fake.seed_instance(seed_value + index)
-    with db.transaction() as session:
-        source_ids = {name: SourceRepository(session).get_or_add(name, lob) for name, lob, _ in DEMO_SOURCES}
-    inserted = 0
-    for start in range(0, people, batch_size):
-        with db.transaction() as session:
-            repo = RecordRepository(session, vault)
-            by_source: dict[str, list[tuple[CustomerRecord, LookupKeys]]] = {}
-            for number in range(start, min(start + batch_size, people)):
-                name = DEMO_SOURCES[number % len(DEMO_SOURCES)][0]
-                record = _person(fakers[name], rng, name, number)
-                if repo.find_by_natural_key(source_ids[name], record.source_record_id) is None:
-                    by_source.setdefault(name, []).append((record, _lookup_keys(record)))
-            for name, items in by_source.items():
-                inserted += len(repo.add_many(source_ids[name], items))
-        if progress:
-            progress(min(start + batch_size, people) - start)
-    return SeedResult(inserted, len(DEMO_SOURCES))
+    """Generate ``people`` fictitious persons (deterministic for a seed) into ``work_dir`` and ingest
+    them. Re-running with the same arguments changes nothing (ingestion is idempotent)."""
+    out_dir = work_dir / f"people-{people}-seed-{seed_value}"
+    report = progress or (lambda stage, done, total: None)
+    generated = generate(
+        out_dir, people=people, seed=seed_value, progress=lambda n: report("generate", n, people)
+    )
+    service = IngestService(db, vault)
+    for source in generated.sources.values():
+        service.register_source(
+            source.mapping_path.read_text(encoding="utf-8"), origin=str(source.mapping_path)
+        )
+    result = SeedResult(generated)
+    for kind in ("records", "interactions"):
+        for source in generated.sources.values():
+            path = source.records_path if kind == "records" else source.interactions_path
+            total = source.records if kind == "records" else source.interactions
+            done = 0
+
+            def advance(rows: int, stage: str = f"{source.name} {kind}", total: int = total) -> None:
+                nonlocal done
+                done += rows
+                report(stage, done, total)
+
+            result.ingests.append(service.ingest_file(source.name, path, kind=kind, progress=advance))
+    return result

@@ -13,7 +13,11 @@ from api.config import ApiConfig
 from api.context import EXTENSION_KEY
 from api.health import blp as health_blp
 from api.hooks import register_hooks
+from api.ingest import blp as ingest_blp
+from api.oauth import blp as oauth_blp
+from api.oauth import create_authorization_server
 from api.smorest import CdpApi
+from cdp.access.roles import SCOPES
 from cdp.config import Settings, load_settings
 from cdp.platform import Platform
 
@@ -32,4 +36,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     register_hooks(app)
     api = CdpApi(app)
     api.register_blueprint(health_blp)
+    api.register_blueprint(ingest_blp)
+    api.spec.components.security_scheme(
+        "oauth2",
+        {
+            "type": "oauth2",
+            "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)}},
+        },
+    )
+    create_authorization_server(app)
+    app.register_blueprint(oauth_blp)
     return app

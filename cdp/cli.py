@@ -199,6 +199,65 @@ def keys_rotate(state: _State, batch_size: int | None, no_retire: bool) -> None:
 
 
 @cli.group()
+def clients() -> None:
+    """OAuth clients: department services and other API callers."""
+
+
+@clients.command("create")
+@click.option("--name", required=True, help="Who this client is, e.g. 'billing export job'.")
+@click.option(
+    "--grant", type=click.Choice(["client_credentials"]), default="client_credentials", show_default=True
+)
+@click.option("--role", required=True, help="Role; it bounds which scopes may be granted.")
+@click.option("--department", default=None, help="Department the client acts for.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="Scope to grant (repeat for several).")
+@click.pass_obj
+def clients_create(
+    state: _State, name: str, grant: str, role: str, department: str | None, scopes: tuple[str, ...]
+) -> None:
+    """Register a client and print its id and secret — the secret is shown this once only."""
+    from cdp.access.clients import ClientRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        client, secret = ClientRepository(session).create(
+            name=name, role=role, department=department, scopes=scopes, grant=grant
+        )
+    out.print(f"client_id:     {client.client_id}")
+    out.print(f"client_secret: {secret}")
+    out.print(f"role {client.role}, scopes: {' '.join(sorted(client.scopes))}")
+    out.print("store the secret now: only a hash of it is kept")
+
+
+@clients.command("list")
+@click.pass_obj
+def clients_list(state: _State) -> None:
+    """Registered clients (never their secrets)."""
+    from cdp.access.clients import ClientRepository
+
+    with _platform(state) as platform, platform.db.read() as session:
+        registered = ClientRepository(session).all()
+    table = Table(title="OAuth clients")
+    for column in ("client_id", "name", "role", "department", "scopes", "status"):
+        table.add_column(column)
+    for c in registered:
+        status = "active" if c.active else f"disabled {c.disabled_at:%Y-%m-%d %H:%M}"
+        table.add_row(c.client_id, c.name, c.role, c.department or "", " ".join(sorted(c.scopes)), status)
+    out.print(table)
+
+
+@clients.command("disable")
+@click.argument("client_id")
+@click.pass_obj
+def clients_disable(state: _State, client_id: str) -> None:
+    """Disable a client; its tokens stop working at the next request."""
+    from cdp.access.clients import ClientRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        ClientRepository(session).disable(client_id)
+    out.print(f"disabled {client_id}")
+
+
+@cli.group()
 def sources() -> None:
     """Sources (lines of business) and their field mappings."""
 

@@ -31,11 +31,21 @@ class Settings:
     port: int = 8000
     workers: int = 2
     rotation_batch_size: int = 1000
+    issuer: str = ""
+    """OAuth issuer identifier (``iss`` of every token); defaults to http://host:port."""
+    api_audience: str = "cdp-api"
+    access_token_ttl_seconds: int = 300
     sqlite_busy_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'data' / 'cdp.db'}")
+        if not self.issuer:
+            object.__setattr__(self, "issuer", f"http://{self.host}:{self.port}")
+        if not 30 <= self.access_token_ttl_seconds <= 3600:
+            raise ConfigurationError(
+                "access_token_ttl_seconds must be between 30 and 3600 (short-lived tokens)"
+            )
         if not self.keyring:
             object.__setattr__(self, "keyring", f"file:{self.data_dir / 'keys' / 'keyring.json'}")
         if not 0 < self.port < 65536:
@@ -69,6 +79,9 @@ _ENV_NAMES = {
     "CDP_PORT": "port",
     "CDP_WORKERS": "workers",
     "CDP_ROTATION_BATCH_SIZE": "rotation_batch_size",
+    "CDP_ISSUER": "issuer",
+    "CDP_API_AUDIENCE": "api_audience",
+    "CDP_ACCESS_TOKEN_TTL_SECONDS": "access_token_ttl_seconds",
     "CDP_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
 }
 

@@ -228,6 +228,52 @@ class QuarantinedRow(Base):
     enc_payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class OAuthClient(Base):
+    """A registered OAuth 2 client: a department service (client credentials) or, later, a web app.
+    Only a SHA-256 of the secret is kept; secrets are 256-bit random, so a slow hash adds nothing."""
+
+    __tablename__ = "oauth_client"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str | None] = mapped_column(String(32))
+    scopes: Mapped[str] = mapped_column(Text)
+    """Space-separated scopes the client may ask for."""
+    grant_types: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SigningKey(Base):
+    """A key that signs access tokens. The private half is encrypted under a data key of its own
+    (a subject row as key holder), so KEK rotation covers it like any other secret."""
+
+    __tablename__ = "signing_key"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[str] = mapped_column(Text)
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"))
+    enc_private: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signing_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when a newer key takes over signing; the key stays published until tokens it signed expire."""
+
+
+class RevokedToken(Base):
+    """Access tokens revoked before expiry (RFC 7009), by JWT id; pruned once they would have expired."""
+
+    __tablename__ = "revoked_token"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table of a model, for bulk statements (typed, unlike ``Model.__table__``)."""
     table = model.__table__

@@ -70,6 +70,11 @@ class IngestSummary:
     resumed_after_row: int = 0
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
+    rejections: list[tuple[int, str, str]] = field(default_factory=list)
+    """(row number, reason, detail) of rejected rows, the first ``MAX_REPORTED_REJECTIONS``."""
+
+
+MAX_REPORTED_REJECTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,13 @@ class IngestService:
             source.mapping_toml = mapping_toml
             source.updated_at = utcnow()
             return mapping, False
+
+    def line_of_business(self, source_name: str) -> str:
+        with self.db.read() as session:
+            lob = session.execute(select(Source.line_of_business).where(Source.name == source_name)).scalar()
+        if lob is None:
+            raise SourceNotFound(f"source {source_name!r} is not registered")
+        return lob
 
     def mapping(self, session: Session, source_name: str) -> tuple[uuid.UUID, SourceMapping]:
         row = session.execute(
@@ -256,6 +268,10 @@ class IngestService:
                 summary.unchanged += counts["unchanged"]
                 summary.rejected += counts["rejected"]
                 summary.reasons.update(counts["reasons"])
+                room = MAX_REPORTED_REJECTIONS - len(summary.rejections)
+                summary.rejections += [
+                    (r.row_number, r.reason, r.detail) for r in counts["rejections"][:room]
+                ]
             if progress:
                 progress(len(chunk))
         with self.db.transaction() as session:
@@ -326,6 +342,7 @@ class IngestService:
         QuarantineRepository(session, self.vault).add_many(source_id, run_id, kind, rejected)
         counts["rejected"] = len(rejected)
         counts["reasons"] = Counter(r.reason for r in rejected)
+        counts["rejections"] = rejected
         return counts
 
     def _records(

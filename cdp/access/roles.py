@@ -1,0 +1,65 @@
+"""Roles and the scopes each may hold — policy as data, deny by default.
+
+A scope names an operation (``ingest``, ``profiles:read`` …). A principal gets a scope only if its role
+allows it *and* it was granted explicitly; an unknown role or scope is refused, never ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cdp.errors import CdpError
+
+SCOPES: dict[str, str] = {
+    "ingest": "Send customer records and interactions from a source",
+    "sources:read": "List sources, ingestion runs and quarantined rows (reasons only, never values)",
+    "sources:manage": "Register sources and their mappings, retry or discard quarantined rows",
+    "profiles:read": "Read customer profiles through the access gate",
+    "profiles:write": "Correct customer data",
+    "analytics:read": "Run segments and analytics on consented data",
+    "audit:read": "Search and export the audit log",
+    "dsr:manage": "Handle data-subject requests",
+    "consent:manage": "Record consent on a customer's behalf",
+    "self:read": "A customer reads their own data",
+    "self:write": "A customer manages their own consents and requests",
+}
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "department_agent": frozenset({"ingest", "sources:read", "profiles:read", "profiles:write"}),
+    "support_agent": frozenset({"ingest", "sources:read", "profiles:read"}),
+    "marketing_analyst": frozenset({"analytics:read", "profiles:read"}),
+    "compliance_officer": frozenset({"audit:read", "sources:read", "profiles:read"}),
+    "dpo": frozenset({"audit:read", "dsr:manage", "consent:manage", "sources:read", "profiles:read"}),
+    "admin": frozenset({"ingest", "sources:read", "sources:manage", "audit:read"}),
+    "customer": frozenset({"self:read", "self:write"}),
+}
+"""Upper bound of what each role may be granted. ``admin`` administers the platform; it does not read
+customer profiles (separation of duties)."""
+
+DEPARTMENTS = ("sales", "support", "billing", "marketing", "compliance", "it")
+SERVICE_ROLES = frozenset(ROLE_SCOPES) - {"customer"}
+"""Roles a client-credentials (machine) client may have."""
+
+
+class PolicyError(CdpError):
+    """A role, scope or department that the policy does not allow."""
+
+
+def check_grantable(role: str, scopes: Iterable[str], department: str | None) -> frozenset[str]:
+    """Validate a role / scope / department combination for a new principal; returns the scope set."""
+    if role not in ROLE_SCOPES:
+        raise PolicyError(f"unknown role {role!r}; roles: {', '.join(sorted(ROLE_SCOPES))}")
+    wanted = frozenset(scopes)
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise PolicyError(f"unknown scope(s): {', '.join(unknown)}")
+    beyond = sorted(wanted - ROLE_SCOPES[role])
+    if beyond:
+        raise PolicyError(f"role {role} may not hold scope(s): {', '.join(beyond)}")
+    if not wanted:
+        raise PolicyError("grant at least one scope")
+    if role == "department_agent" and department is None:
+        raise PolicyError("a department_agent must belong to a department (--department)")
+    if department is not None and department not in DEPARTMENTS:
+        raise PolicyError(f"unknown department {department!r}; departments: {', '.join(DEPARTMENTS)}")
+    return wanted

@@ -14,6 +14,7 @@ bench:
 	bash scripts/venv.sh
 	.venv/bin/python -m bench.vault_throughput
 	.venv/bin/python -m bench.key_rotation
+	.venv/bin/python -m bench.ingest_throughput
 
 venv:
 	bash scripts/venv.sh

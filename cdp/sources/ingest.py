@@ -116,6 +116,22 @@ def _rounds(items: Sequence[T], key: Callable[[T], object]) -> Iterator[list[T]]
         pending = later
 
 
+def _prepare(
+    rows: list[RawRow], prepare: Callable[[dict[str, Any]], T], rejected: list[Rejection]
+) -> list[tuple[RawRow, T]]:
+    """Prepare each row, collecting reader errors and rejections instead of stopping."""
+    prepared = []
+    for raw in rows:
+        if raw.error:
+            rejected.append(Rejection(raw.number, raw.error, _READER_DETAILS[raw.error], raw.values))
+            continue
+        try:
+            prepared.append((raw, prepare(raw.values)))
+        except Rejected as exc:
+            rejected.append(Rejection(raw.number, exc.reason, exc.detail, raw.values))
+    return prepared
+
+
 class IngestService:
     def __init__(
         self, db: Database, vault: Vault, *, chunk_size: int = 500, today: date | None = None
@@ -355,15 +371,7 @@ class IngestService:
         rejected: list[Rejection],
     ) -> None:
         today = self.today or date.today()
-        prepared = []
-        for raw in rows:
-            if raw.error:
-                rejected.append(Rejection(raw.number, raw.error, _READER_DETAILS[raw.error], raw.values))
-                continue
-            try:
-                prepared.append(prepare_record(raw.values, mapping, today=today))
-            except Rejected as exc:
-                rejected.append(Rejection(raw.number, exc.reason, exc.detail, raw.values))
+        prepared = [p for _, p in _prepare(rows, lambda v: prepare_record(v, mapping, today=today), rejected)]
         repo = RecordRepository(session, self.vault)
         for batch in _rounds(prepared, key=lambda p: p.record.source_record_id):
             existing = repo.existing(source_id, [p.record.source_record_id for p in batch])
@@ -393,15 +401,7 @@ class IngestService:
         counts: dict[str, Any],
         rejected: list[Rejection],
     ) -> None:
-        prepared = []
-        for raw in rows:
-            if raw.error:
-                rejected.append(Rejection(raw.number, raw.error, _READER_DETAILS[raw.error], raw.values))
-                continue
-            try:
-                prepared.append((raw, prepare_interaction(raw.values, mapping)))
-            except Rejected as exc:
-                rejected.append(Rejection(raw.number, exc.reason, exc.detail, raw.values))
+        prepared = _prepare(rows, lambda v: prepare_interaction(v, mapping), rejected)
         records = RecordRepository(session, self.vault).existing(
             source_id, sorted({p.source_record_id for _, p in prepared})
         )

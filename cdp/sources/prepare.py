@@ -169,15 +169,21 @@ def parse_datetime(value: str, formats: tuple[str, ...], column: str) -> datetim
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: date) -> PreparedRecord:
-    section = mapping.records
+def _map_row(
+    values: dict[str, Any], section: SectionMapping
+) -> tuple[dict[str, str | None], dict[str, str], str]:
+    """Apply a section's mapping; returns the mapped values, target → column, and the record id."""
     _check_columns(values, section)
     mapped = _mapped(values, section)
     column = {target: col for col, target in section.fields.items()}
-
     record_id = mapped.get("source_record_id")
     if not record_id:
         raise Rejected("missing_record_id", f"column {safe_column(column['source_record_id'])} is empty")
+    return mapped, column, record_id
+
+
+def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: date) -> PreparedRecord:
+    mapped, column, record_id = _map_row(values, mapping.records)
 
     fields_: dict[str, Any] = {name: mapped.get(name) for name in CANONICAL_FIELDS}
     normalized: dict[str, Any] = {}
@@ -308,7 +314,7 @@ def prepare_record(values: dict[str, Any], mapping: SourceMapping, *, today: dat
             str(mapped["last_activity_at"]), mapping.datetime_formats, "last_activity_at"
         )
 
-    attributes = _attributes(values, section)
+    attributes = _attributes(values, mapping.records)
     record = CustomerRecord(source_record_id=record_id, attributes=attributes, **fields_)
     content = json.dumps(
         {
@@ -327,13 +333,7 @@ def prepare_interaction(values: dict[str, Any], mapping: SourceMapping) -> Prepa
     section = mapping.interactions
     if section is None:
         raise Rejected("no_interaction_mapping", f"source {mapping.name} has no [interactions] mapping")
-    _check_columns(values, section)
-    mapped = _mapped(values, section)
-    column = {target: col for col, target in section.fields.items()}
-
-    record_id = mapped.get("source_record_id")
-    if not record_id:
-        raise Rejected("missing_record_id", f"column {safe_column(column['source_record_id'])} is empty")
+    mapped, column, record_id = _map_row(values, section)
     occurred_text = mapped.get("occurred_at")
     if not occurred_text:
         raise Rejected("missing_timestamp", f"column {safe_column(column['occurred_at'])} is empty")

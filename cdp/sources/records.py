@@ -315,13 +315,13 @@ class RecordRepository:
             subject_id, WrappedKey(row["key_version"], row["kek_version"], row["wrapped_key"])
         )
         record_id = str(row["id"])
-        values = {
-            name: cipher.decrypt(RECORD_TABLE, record_id, name, row[f"enc_{name}"]) for name in _RECORD_FIELDS
-        }
-        normalized = None
+        blobs = {name: row[f"enc_{name}"] for name in _RECORD_FIELDS}
         if row["enc_normalized"] is not None:
-            decoded = cipher.decrypt(RECORD_TABLE, record_id, "normalized", row["enc_normalized"])
-            normalized = decoded if isinstance(decoded, dict) else None
+            blobs["normalized"] = row["enc_normalized"]
+        values = cipher.decrypt_many(RECORD_TABLE, record_id, blobs)
+        normalized = values.pop("normalized", None)
+        if not isinstance(normalized, dict):
+            normalized = None
         return StoredRecord(
             id=row["id"],
             source_id=row["source_id"],
@@ -358,15 +358,13 @@ class RecordRepository:
 
 
 def _encrypt_record(cipher: FieldCipher, record_id: str, item: NewRecord) -> dict[str, bytes | None]:
+    values: dict[str, Any] = {name: getattr(item.record, name) for name in _RECORD_FIELDS}
+    if item.normalized is not None:
+        values["normalized"] = item.normalized
     encrypted: dict[str, bytes | None] = {
-        f"enc_{name}": cipher.encrypt(RECORD_TABLE, record_id, name, getattr(item.record, name))
-        for name in _RECORD_FIELDS
+        f"enc_{name}": blob for name, blob in cipher.encrypt_many(RECORD_TABLE, record_id, values).items()
     }
-    encrypted["enc_normalized"] = (
-        cipher.encrypt(RECORD_TABLE, record_id, "normalized", item.normalized)
-        if item.normalized is not None
-        else None
-    )
+    encrypted.setdefault("enc_normalized", None)
     return encrypted
 
 

@@ -8,6 +8,7 @@ re-run simply carries on. Field ciphertexts never change: only the 60-byte wrapp
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,9 +96,10 @@ def _rewrap_all(db: Database, vault: Vault, target: int, batch_size: int, progre
     done = 0
     if progress:
         progress(0, total)
+    after: uuid.UUID | None = None
     while True:
         with db.transaction() as session:
-            changed = SubjectStore(session, vault.keys).rewrap_batch(target, batch_size)
+            changed, after = SubjectStore(session, vault.keys).rewrap_batch(target, batch_size, after)
         if not changed:
             return done
         done += changed

@@ -34,12 +34,13 @@ def wrap_aad(subject_id: UUID, key_version: int, kek_version: int) -> bytes:
 
 
 class SubjectKeys:
-    """Creates, opens and rewraps data keys. Opened keys are cached by their wrapped form: a shredded
-    subject has no wrapped form left to look up, so the cache can never outlive a shred."""
+    """Creates, opens and rewraps data keys. Unwrapped keys are cached by their wrapped form: a shredded
+    subject has no wrapped form left to look up, so the cache can never outlive a shred. The cache holds
+    the 32-byte keys, not cipher objects (~2.5 KB each), so it can be large without costing much memory."""
 
-    def __init__(self, keks: KeyEncryptionKeys, cache_size: int = 65_536) -> None:
+    def __init__(self, keks: KeyEncryptionKeys, cache_size: int = 131_072) -> None:
         self.keks = keks
-        self._open_cached = lru_cache(maxsize=cache_size)(self._open_uncached)
+        self._unwrap_cached = lru_cache(maxsize=cache_size)(self._unwrap)
 
     def new(self, subject_id: UUID) -> tuple[WrappedKey, FieldCipher]:
         data_key = AESGCM.generate_key(bit_length=256)
@@ -50,13 +51,11 @@ class SubjectKeys:
     def open(self, subject_id: UUID, wrapped: WrappedKey) -> FieldCipher:
         if wrapped.blob is None or wrapped.kek_version is None:
             raise SubjectShredded(f"subject {subject_id} was shredded; its data is unrecoverable")
-        return self._open_cached(subject_id, wrapped.key_version, wrapped.kek_version, wrapped.blob)
+        data_key = self._unwrap_cached(subject_id, wrapped.key_version, wrapped.kek_version, wrapped.blob)
+        return FieldCipher(str(subject_id), data_key, wrapped.key_version)
 
-    def _open_uncached(
-        self, subject_id: UUID, key_version: int, kek_version: int, blob: bytes
-    ) -> FieldCipher:
-        data_key = self.keks.unwrap(kek_version, blob, wrap_aad(subject_id, key_version, kek_version))
-        return FieldCipher(str(subject_id), data_key, key_version)
+    def _unwrap(self, subject_id: UUID, key_version: int, kek_version: int, blob: bytes) -> bytes:
+        return self.keks.unwrap(kek_version, blob, wrap_aad(subject_id, key_version, kek_version))
 
     def rewrap(self, subject_id: UUID, wrapped: WrappedKey, to_kek_version: int) -> WrappedKey:
         """Re-encrypt the data key under another KEK; field ciphertexts are untouched."""

@@ -106,17 +106,25 @@ class SubjectStore:
             ).scalar_one()
         )
 
-    def rewrap_batch(self, target_kek_version: int, limit: int) -> int:
-        """Rewrap up to ``limit`` data keys not yet under the target KEK. Returns how many changed.
+    def rewrap_batch(
+        self, target_kek_version: int, limit: int, after: uuid.UUID | None = None
+    ) -> tuple[int, uuid.UUID | None]:
+        """Rewrap up to ``limit`` data keys not yet under the target KEK, in id order after ``after``.
+        Returns how many were rewrapped and the last id seen (the cursor for the next batch).
 
-        The update is guarded by the old KEK version, so a concurrent shred or rotation is never undone.
+        Keyset pagination keeps every batch as cheap as the first: without ``after`` each batch would
+        walk past all the rows earlier batches already did. The update is guarded by the old KEK
+        version, so a concurrent shred or rotation is never undone.
         """
-        rows = self.session.execute(
+        query = (
             select(Subject.id, Subject.key_version, Subject.kek_version, Subject.wrapped_key)
             .where(Subject.wrapped_key.is_not(None), Subject.kek_version != target_kek_version)
             .order_by(Subject.id)
             .limit(limit)
-        ).all()
+        )
+        if after is not None:
+            query = query.where(Subject.id > after)
+        rows = self.session.execute(query).all()
         updates: list[dict[str, object]] = []
         for row in rows:
             new = self.keys.rewrap(
@@ -138,4 +146,4 @@ class SubjectStore:
                 .values(kek_version=bindparam("kek_version"), wrapped_key=bindparam("wrapped_key")),
                 updates,
             )
-        return len(updates)
+        return len(updates), (rows[-1].id if rows else None)

@@ -143,3 +143,24 @@ def test_strings_with_lone_surrogates_round_trip() -> None:
     raw = b"M\xfcller".decode("utf-8", errors="surrogateescape")
     for value in (raw, {"Name": raw}):
         assert cipher.decrypt("t", "r", "f", cipher.encrypt("t", "r", "f", value)) == value
+
+
+def test_batch_encrypt_and_decrypt_agree_with_single_field_calls() -> None:
+    cipher = FieldCipher("s1", KEY, 1)
+    values: dict[str, FieldValue] = {"email": "a@example.com", "dob": date(1980, 1, 2), "none": None}
+    blobs = cipher.encrypt_many("t", "r", values)
+    assert cipher.decrypt_many("t", "r", blobs) == values
+    assert {k: cipher.decrypt("t", "r", k, b) for k, b in blobs.items()} == values
+    single = {k: cipher.encrypt("t", "r", k, v) for k, v in values.items()}
+    assert cipher.decrypt_many("t", "r", single) == values
+
+
+def test_batch_decrypt_reports_the_exact_field_that_fails() -> None:
+    cipher = FieldCipher("s1", KEY, 1)
+    blobs = cipher.encrypt_many("t", "r", {"email": "a@example.com", "city": "Leeds"})
+    blobs["city"] = blobs["email"]  # moved between fields
+    with pytest.raises(DecryptionError, match=r"t\.city of record r failed authentication"):
+        cipher.decrypt_many("t", "r", blobs)
+    other_version = FieldCipher("s1", KEY, 2).encrypt_many("t", "r", {"email": "x"})
+    with pytest.raises(DecryptionError, match="data-key v2, subject key is v1"):
+        cipher.decrypt_many("t", "r", other_version)

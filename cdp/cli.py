@@ -407,6 +407,19 @@ def quarantine_discard(state: _State, ids: tuple[uuid.UUID, ...]) -> None:
     out.print(f"discarded {count:,} quarantined row(s)")
 
 
+@keys.command("rotate-signing")
+@click.pass_obj
+def keys_rotate_signing(state: _State) -> None:
+    """Make a new token-signing key the signer; the old one stays published until its tokens expire."""
+    from cdp.vault.signing import SigningKeys
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        kid = SigningKeys(session, platform.vault).rotate()
+    out.print(
+        f"new signing key {kid}; servers switch to it within 5 s, old tokens stay valid until they expire"
+    )
+
+
 @cli.group()
 def demo() -> None:
     """Demo data and the one-command demo server."""

@@ -28,6 +28,7 @@ from tests.sources.test_ingest import CRM_MAPPING
 class Live:
     base: str
     platform: Platform
+    app: object = None
 
     def client(
         self, *scopes: str, role: str = "department_agent", department: str | None = "sales"
@@ -61,7 +62,7 @@ def live(platform: Platform) -> Iterator[Live]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Live(base, app.extensions["cdp"])
+        yield Live(base, app.extensions["cdp"], app)
     finally:
         server.shutdown()
 
@@ -237,3 +238,33 @@ def test_openapi_documents_the_protected_ingestion_api(live: Live) -> None:
     records = spec["paths"]["/v1/sources/{source}/records"]["post"]
     assert records["security"] == [{"oauth2": ["ingest"]}]
     assert "422" in records["responses"]
+
+
+def test_signing_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(live: Live) -> None:
+    from flask import Flask
+
+    from cdp.vault.signing import SigningKeys
+
+    client_id, secret = live.client("ingest")
+    old = live.session(client_id, secret)
+    old_kid = json.loads(base64.urlsafe_b64decode(old.token["access_token"].split(".")[0] + "=="))["kid"]
+    with live.platform.db.transaction() as session:
+        new_kid = SigningKeys(session, live.platform.vault).rotate()
+    app = live.app
+    assert isinstance(app, Flask)
+    app.extensions["cdp_signing_keys"].loaded_at = 0.0  # as if the 5 s reload interval had passed
+    fresh = live.session(client_id, secret)
+    assert (
+        json.loads(base64.urlsafe_b64decode(fresh.token["access_token"].split(".")[0] + "=="))["kid"]
+        == new_kid
+    )
+    for session in (old, fresh):
+        assert session.post(f"{live.base}/v1/sources/crm/records", json={"rows": [ROW]}).status_code == 200
+    kids = {k["kid"] for k in requests.get(f"{live.base}/oauth/jwks.json", timeout=5).json()["keys"]}
+    assert kids == {old_kid, new_kid}
+    with live.platform.db.read() as session:
+        from datetime import timedelta
+
+        # once every token the old key signed has expired, it is no longer published
+        published = SigningKeys(session, live.platform.vault).published(timedelta(seconds=0))
+    assert [k["kid"] for k in published] == [new_kid]

@@ -284,3 +284,11 @@ def test_long_error_message_is_not_wrapped_on_a_narrow_non_terminal_stderr(tmp_p
     line = one_line_error(cdp(tmp_path, "keys", "status", CDP_KEYRING=f"file:{key_file}"))
 
     assert line.endswith(f"(run: chmod 600 {key_file})")
+
+
+def test_rotate_signing_key_makes_a_new_signer_each_time(workdir: Path) -> None:
+    first = ok(cdp(workdir, "keys", "rotate-signing"))
+    second = ok(cdp(workdir, "keys", "rotate-signing"))
+    kid = re.compile(r"new signing key (\S+);")
+    first_kid, second_kid = kid.search(first), kid.search(second)
+    assert first_kid and second_kid and first_kid[1] != second_kid[1]

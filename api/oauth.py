@@ -28,7 +28,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -137,8 +137,6 @@ class _KeyCache:
 
 
 def _keys() -> _KeyCache:
-    from flask import current_app
-
     cache = current_app.extensions.setdefault("cdp_signing_keys", _KeyCache())
     assert isinstance(cache, _KeyCache)
     return cache
@@ -366,8 +364,6 @@ def create_authorization_server(app: Flask) -> AuthorizationServer:
 
 
 def _server() -> AuthorizationServer:
-    from flask import current_app
-
     server = current_app.extensions["cdp_oauth_server"]
     assert isinstance(server, AuthorizationServer)
     return server

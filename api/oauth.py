@@ -87,12 +87,10 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 
 def _query_client(client_id: str) -> OAuthClient | None:
     with current_platform().db.read() as session:
-        repo = ClientRepository(session)
-        client = repo.by_client_id(client_id)
-        secret_hash = repo.secret_hash(client_id)
-    if client is None or secret_hash is None or not client.active:
+        found = ClientRepository(session).with_secret_hash(client_id)
+    if found is None or not found[0].active:
         return None
-    return OAuthClient(client, secret_hash)
+    return OAuthClient(*found)
 
 
 def _save_token(token: dict[str, Any], request: Any) -> None:

@@ -97,15 +97,15 @@ class ClientRepository:
         return _client(row), secret
 
     def by_client_id(self, client_id: str) -> Client | None:
+        found = self.with_secret_hash(client_id)
+        return found[0] if found else None
+
+    def with_secret_hash(self, client_id: str) -> tuple[Client, bytes] | None:
+        """The client and the hash its secret is checked against, in one lookup."""
         row = self.session.execute(
             select(OAuthClient).where(OAuthClient.client_id == client_id)
         ).scalar_one_or_none()
-        return _client(row) if row else None
-
-    def secret_hash(self, client_id: str) -> bytes | None:
-        return self.session.execute(
-            select(OAuthClient.secret_hash).where(OAuthClient.client_id == client_id)
-        ).scalar_one_or_none()
+        return (_client(row), row.secret_hash) if row else None
 
     def all(self) -> list[Client]:
         return [

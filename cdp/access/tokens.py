@@ -27,13 +27,12 @@ class TokenRegistry:
 
     def is_usable(self, jti: str, client_id: str) -> bool:
         """False if the token was revoked or its client is disabled or gone."""
-        revoked = self.session.execute(select(exists().where(RevokedToken.jti == jti))).scalar_one()
-        if revoked:
-            return False
-        disabled_at = self.session.execute(
-            select(OAuthClient.disabled_at).where(OAuthClient.client_id == client_id)
+        row = self.session.execute(
+            select(OAuthClient.disabled_at, exists().where(RevokedToken.jti == jti)).where(
+                OAuthClient.client_id == client_id
+            )
         ).one_or_none()
-        return disabled_at is not None and disabled_at[0] is None
+        return row is not None and row[0] is None and not row[1]
 
     def prune(self) -> int:
         """Forget revocations of tokens that have expired anyway."""

@@ -465,7 +465,7 @@ class IngestService:
             source_id = self.mapping(session, source_name)[0] if source_name else None
             quarantine = QuarantineRepository(session, self.vault)
             if entry_ids:
-                entries = [quarantine.payload(entry_id)[0] for entry_id in entry_ids]
+                entries = [quarantine.entry(entry_id) for entry_id in entry_ids]
             else:
                 entries = quarantine.entries(source_id=source_id, limit=1_000_000)
             names = dict(session.execute(select(Source.id, Source.name)).all())

@@ -140,10 +140,17 @@ class QuarantineRepository:
             query = query.where(QuarantinedRow.source_id == source_id)
         return {reason: count for reason, count in self.session.execute(query).all()}
 
-    def payload(self, entry_id: uuid.UUID) -> tuple[QuarantineEntry, dict[str, Any]]:
+    def _row(self, entry_id: uuid.UUID) -> QuarantinedRow:
         row = self.session.get(QuarantinedRow, entry_id)
         if row is None:
             raise QuarantineEntryNotFound(f"quarantine entry {entry_id} does not exist")
+        return row
+
+    def entry(self, entry_id: uuid.UUID) -> QuarantineEntry:
+        return _entry(self._row(entry_id))
+
+    def payload(self, entry_id: uuid.UUID) -> tuple[QuarantineEntry, dict[str, Any]]:
+        row = self._row(entry_id)
         cipher = self.subjects.open(row.subject_id)
         values = cipher.decrypt(QUARANTINE_TABLE, str(row.id), "payload", row.enc_payload)
         return _entry(row), values if isinstance(values, dict) else {}
@@ -157,9 +164,7 @@ class QuarantineRepository:
 
     def close(self, entry_id: uuid.UUID, status: str) -> None:
         """Mark an entry reprocessed or discarded and shred its payload key: the raw row is gone."""
-        row = self.session.get(QuarantinedRow, entry_id)
-        if row is None:
-            raise QuarantineEntryNotFound(f"quarantine entry {entry_id} does not exist")
+        row = self._row(entry_id)
         self.subjects.shred([row.subject_id])
         row.status = status
         row.resolved_at = utcnow()

@@ -275,8 +275,12 @@ class RecordRepository:
 
     def history(self, record_id: uuid.UUID) -> list[dict[str, Any]]:
         """Earlier versions of a record, oldest first, decrypted."""
-        stored = self.get(record_id)
-        cipher = self.subjects.open(stored.subject_id)
+        subject_id = self.session.execute(
+            select(SourceRecord.subject_id).where(SourceRecord.id == record_id)
+        ).scalar_one_or_none()
+        if subject_id is None:
+            raise RecordNotFound(f"record {record_id} does not exist")
+        cipher = self.subjects.open(subject_id)
         rows = self.session.execute(
             select(SourceRecordVersion.id, SourceRecordVersion.enc_snapshot)
             .where(SourceRecordVersion.record_id == record_id)

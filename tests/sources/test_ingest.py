@@ -423,3 +423,21 @@ def test_junk_values_are_kept_but_flagged_and_never_indexed(
         kinds = set(session.execute(select(BlindIndexEntry.kind)).scalars())
     assert {"phone", "date_of_birth", "phonetic_birth_year"}.isdisjoint(kinds)
     assert {"email", "postcode", "last_name"} <= kinds
+
+
+def test_retry_by_entry_id_reprocesses_just_that_row(
+    platform: Platform, service: IngestService, tmp_path: Path
+) -> None:
+    rows = [
+        "L-8,Bo,Lee,bo@example.com,,1990-02-03,,,,,,\n",
+        "L-9,Ann,Lee,ann@example.com,,1991-03-04,,,,,,\n",
+    ]
+    service.ingest_file("crm", crm_file(tmp_path, rows))
+    service.register_source(CRM_MAPPING.replace('["%d/%m/%Y"]', '["%d/%m/%Y", "%Y-%m-%d"]'))
+    with platform.db.read() as session:
+        first = QuarantineRepository(session, platform.vault).entries()[0]
+    result = service.retry_quarantined(entry_ids=[first.id])
+    assert (result.retried, result.reprocessed) == (1, 1)
+    assert set(records_by_id(platform)) == {"L-8"}
+    with platform.db.read() as session:
+        assert len(QuarantineRepository(session, platform.vault).entries()) == 1

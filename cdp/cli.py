@@ -493,6 +493,76 @@ def demo_run(state: _State, people: int, port: int | None) -> None:
     _exec_server(state, settings.host, settings.port, settings.workers)
 
 
+@cli.command("resolve-file")
+@click.option(
+    "--mapping",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML: id column, optional date_format/default_country, [fields] canonical = column.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output CSV.")
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Matching settings TOML (default: cdp/identity/default_settings.toml).",
+)
+@click.option("--threshold", type=float, default=None, help="Match weight (bits) needed to link.")
+@click.option(
+    "--allow-duplicates-within-file",
+    is_flag=True,
+    help="Linkage of two files: let a record link to several records of the other file.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the run report (counts, model, timings; no data values) as JSON.",
+)
+@click.argument(
+    "inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def resolve_file(
+    mapping: Path,
+    out: Path,
+    settings_file: Path | None,
+    threshold: float | None,
+    allow_duplicates_within_file: bool,
+    report_file: Path | None,
+    inputs: tuple[Path, ...],
+) -> None:
+    """Resolve CSV files without a server or database; write source,record_id,cluster_id.
+
+    One input is a deduplication, two a linkage, more a link-and-dedupe. Nothing else is stored.
+    """
+    import dataclasses
+    import json
+
+    from cdp.identity.files import resolve_files
+    from cdp.identity.settings import MatchSettings
+
+    settings = MatchSettings.from_file(settings_file) if settings_file else MatchSettings.default()
+    if threshold is not None:
+        settings = dataclasses.replace(
+            settings, clustering=dataclasses.replace(settings.clustering, threshold=threshold)
+        )
+    result = resolve_files(
+        list(inputs), mapping, out, settings=settings, one_to_one=not allow_duplicates_within_file
+    )
+    report = result.report
+    if report_file is not None:
+        report_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    err.print(
+        f"{report['records']:,} records → {report['entities']:,} entities "
+        f"(largest {report['largest_entity']}); {report['candidate_pairs']:,} candidate pairs; "
+        f"{report['timings_seconds']['wall']:.2f} s; written to {out}",
+        markup=False,
+        highlight=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command, turning expected failures into one line."""
     try:

@@ -1,0 +1,253 @@
+"""Clustering scored pairs into entities, without letting chains glue strangers together.
+
+Transitive closure over pairwise links collapses at scale: one household pair and one namesake pair are
+enough to chain two families into one "customer". Clustering here is greedy, strongest evidence first,
+and every merge of two clusters is checked:
+
+* **contradictions** — if any two records across the clusters were scored at or below
+  ``contradiction_weight`` (or a person split them by hand), the clusters stay apart;
+* **identifier limits** (merge protection as data) — at most N distinct values of an identifier per
+  entity (one national id, five emails…); ``source = 1`` means "each source is already deduplicated";
+* **identifier priority** — links made through a higher-priority identifier (national id, then email…)
+  are taken first, so when two links together would break a limit, the better-evidenced one wins.
+
+Refused links are returned with their reason, for the review queue and the audit trail. Manual merges
+(must-link) go first and skip the automatic protections; manual splits (cannot-link) are never crossed.
+
+The result on each connected component of the link graph depends only on that component's edges and the
+processing order, which is what lets incremental resolution re-cluster one component and get exactly the
+batch result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from rapidfuzz.distance import DamerauLevenshtein
+
+from cdp.identity.table import Codes
+
+Weights = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedLink:
+    left: int
+    right: int
+    weight: float
+    reason: str
+    """``contradiction``, ``manual_split``, ``limit:<identifier>`` — or, for a link that was made anyway
+    because it was strong enough to override an identifier limit, ``override:<identifier>``."""
+
+    @property
+    def made(self) -> bool:
+        return self.reason.startswith("override:")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterResult:
+    labels: npt.NDArray[np.int32]
+    """Cluster label per row, dense from 0."""
+    refused: list[RefusedLink]
+    links: int
+    """Links that joined two clusters."""
+
+    def clusters(self) -> list[list[int]]:
+        order = np.argsort(self.labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(self.labels[order])) + 1
+        return [part.tolist() for part in np.split(order, bounds)] if len(order) else []
+
+    @property
+    def largest(self) -> int:
+        return int(np.bincount(self.labels).max()) if len(self.labels) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierLimit:
+    """At most ``limit`` distinct values of one identifier per entity.
+
+    Values within ``tolerance`` edits (Damerau-Levenshtein) of a value already in the entity are the same
+    identifier mistyped, not a second one: a typo in a national id must not stop the records from linking,
+    while a genuinely different national id must.
+    """
+
+    codes: Codes
+    vocab: Sequence[str]
+    limit: int
+    tolerance: int = 0
+
+    def distinct(self, values: set[int]) -> int:
+        if self.tolerance == 0 or len(values) <= 1:
+            return len(values)
+        groups: list[str] = []
+        for code in sorted(values):
+            text = self.vocab[code]
+            if not any(
+                DamerauLevenshtein.distance(text, g, score_cutoff=self.tolerance) <= self.tolerance
+                for g in groups
+            ):
+                groups.append(text)
+        return len(groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """What the clusterer must respect beyond the scores."""
+
+    limits: Mapping[str, IdentifierLimit]
+    """Identifier name -> its limit."""
+    per_source: int | None = None
+    """At most this many records of one source per entity (1 = each source is already deduplicated)."""
+    sources: Codes | None = None
+    priority: Sequence[npt.NDArray[np.bool_]] = ()
+    """Per priority identifier (highest first): which edges agree exactly on it."""
+    must_link: Sequence[tuple[int, int]] = ()
+    cannot_link: Sequence[tuple[int, int]] = ()
+    limit_override_weight: float | None = None
+    """Links at least this strong may exceed identifier limits (never a manual split or the source limit)."""
+
+
+def _edge_order(weights: Weights, priority: Sequence[npt.NDArray[np.bool_]]) -> npt.NDArray[np.intp]:
+    rank = np.full(len(weights), len(priority), dtype=np.int16)
+    for level in range(len(priority) - 1, -1, -1):
+        rank[priority[level]] = level
+    # Stable lexsort: priority rank first, then weight descending, then input order (deterministic).
+    return np.lexsort((-weights, rank))
+
+
+def cluster(
+    n: int,
+    left: Codes,
+    right: Codes,
+    weights: Weights,
+    *,
+    threshold: float,
+    contradiction_weight: float,
+    constraints: Constraints,
+) -> ClusterResult:
+    """Greedy constrained clustering of ``n`` rows given scored pairs."""
+    parent = list(range(n))
+    members: dict[int, list[int]] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    # Contradictions: strongly negative scores plus manual splits, as adjacency lists.
+    apart: dict[int, list[tuple[int, str]]] = {}
+    negative = np.flatnonzero(weights <= contradiction_weight)
+    for a, b in zip(left[negative].tolist(), right[negative].tolist(), strict=True):
+        apart.setdefault(a, []).append((b, "contradiction"))
+        apart.setdefault(b, []).append((a, "contradiction"))
+    for a, b in constraints.cannot_link:
+        apart.setdefault(a, []).append((b, "manual_split"))
+        apart.setdefault(b, []).append((a, "manual_split"))
+
+    limits = dict(constraints.limits)
+    limit_codes = {name: limit.codes.tolist() for name, limit in limits.items()}
+    values: dict[str, dict[int, set[int]]] = {name: {} for name in limits}
+    source_codes = constraints.sources.tolist() if constraints.sources is not None else None
+    per_source = constraints.per_source
+    source_counts: dict[int, dict[int, int]] = {}
+
+    def values_of(name: str, root: int) -> set[int]:
+        known = values[name].get(root)
+        if known is None:
+            code = limit_codes[name][root]
+            known = {code} if code >= 0 else set()
+        return known
+
+    def sources_of(root: int) -> dict[int, int]:
+        assert source_codes is not None
+        return source_counts.get(root) or {source_codes[root]: 1}
+
+    override = constraints.limit_override_weight
+
+    def blocked(ra: int, rb: int, weight: float) -> str | None:
+        small, big = (ra, rb) if len(members.get(ra, (ra,))) <= len(members.get(rb, (rb,))) else (rb, ra)
+        for x in members.get(small, [small]):
+            for y, why in apart.get(x, ()):
+                if find(y) == big:
+                    return why
+        if per_source is not None:
+            mine, theirs = sources_of(ra), sources_of(rb)
+            if any(count + theirs.get(source, 0) > per_source for source, count in mine.items()):
+                return "limit:source"
+        for name, limit in limits.items():
+            a, b = values_of(name, ra), values_of(name, rb)
+            if a and b and a != b and limit.distinct(a | b) > limit.limit:
+                return f"override:{name}" if override is not None and weight >= override else f"limit:{name}"
+        return None
+
+    def merge(ra: int, rb: int) -> None:
+        if len(members.get(ra, (ra,))) < len(members.get(rb, (rb,))):
+            ra, rb = rb, ra
+        for name in limits:
+            values[name][ra] = values_of(name, ra) | values_of(name, rb)
+            values[name].pop(rb, None)
+        if per_source is not None:
+            counts = dict(sources_of(ra))
+            for source, count in sources_of(rb).items():
+                counts[source] = counts.get(source, 0) + count
+            source_counts[ra] = counts
+            source_counts.pop(rb, None)
+        members.setdefault(ra, [ra]).extend(members.pop(rb, [rb]))
+        parent[rb] = ra
+
+    links = 0
+    manual_apart = {(min(a, b), max(a, b)) for a, b in constraints.cannot_link}
+    for a, b in constraints.must_link:
+        ra, rb = find(a), find(b)
+        if ra != rb and (min(a, b), max(a, b)) not in manual_apart:
+            merge(ra, rb)
+            links += 1
+
+    refused: list[RefusedLink] = []
+    candidates = np.flatnonzero(weights >= threshold)
+    priority = [mask[candidates] for mask in constraints.priority]
+    order = candidates[_edge_order(weights[candidates], priority)]
+    for a, b, w in zip(left[order].tolist(), right[order].tolist(), weights[order].tolist(), strict=True):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        reason = blocked(ra, rb, w)
+        if reason is not None:
+            refused.append(RefusedLink(a, b, w, reason))
+            if not reason.startswith("override:"):
+                continue
+        merge(ra, rb)
+        links += 1
+
+    roots = np.fromiter((find(x) for x in range(n)), dtype=np.int64, count=n)
+    _, first_seen, labels = np.unique(roots, return_index=True, return_inverse=True)
+    # Label clusters in order of their first row, so labels do not depend on union-find internals.
+    relabel = np.empty(len(first_seen), dtype=np.int32)
+    relabel[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen), dtype=np.int32)
+    return ClusterResult(relabel[labels].astype(np.int32), refused, links)
+
+
+def components(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Connected components of a pair list (rows with no pair are singletons)."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for x in range(n):
+        groups.setdefault(find(x), []).append(x)
+    return list(groups.values())

@@ -1,0 +1,321 @@
+"""Fellegi-Sunter scoring with parameters learned from the data itself (no labels).
+
+For each comparison level, ``m`` = P(level | same person) and ``u`` = P(level | different people); a pair's
+match weight is ``log2(prior odds) + Σ log2(m/u)`` — a sum of per-attribute Bayes factors in bits, which
+is what makes every decision explainable as a waterfall (:mod:`cdp.identity.explain`).
+
+Estimation, as in Splink but on compressed patterns:
+
+* ``u`` from pairs of records drawn at random (almost all non-matches); the exact-agreement level gets the
+  closed form ``Σ_v p(v)²`` from the value frequencies, which a sample cannot estimate for identifiers that
+  almost never collide.
+* ``m`` and the prior by expectation-maximisation over the candidate pairs, with ``u`` fixed. Candidate
+  pairs are grouped into distinct comparison patterns first, so each EM iteration is a few thousand
+  rows whatever the data size. A blocking rule forces agreement on its own columns, so a comparison's
+  ``m`` is learned only from pairs that satisfy some rule *not* using that comparison's column (falling
+  back to all pairs when every rule uses it).
+* Term-frequency adjustment on exact levels marked ``tf``: agreeing on "Smith" is worth less than
+  agreeing on "Okonkwo" — the exact level's ``u`` is replaced by the value's own frequency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cdp.identity.blocking import CandidatePairs
+from cdp.identity.comparisons import Gammas, compare
+from cdp.identity.settings import DERIVED_COLUMNS, BlockingRule, Comparison, Training
+from cdp.identity.table import Codes, RecordTable
+
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass
+class EMResult:
+    iterations: int
+    converged: bool
+    max_change: float
+
+
+@dataclass
+class MatchModel:
+    """Learned parameters: ``m[c][g]`` and ``u[c][g]`` for comparison ``c`` at level gamma ``g``."""
+
+    comparisons: tuple[Comparison, ...]
+    m: list[Floats]
+    u: list[Floats]
+    prior: float
+    """Probability that a candidate pair is a match (EM's lambda)."""
+    em: EMResult = field(default_factory=lambda: EMResult(0, False, math.inf))
+
+    @property
+    def prior_weight(self) -> float:
+        return math.log2(self.prior / (1.0 - self.prior))
+
+    def level_weights(self) -> list[Floats]:
+        """``log2(m/u)`` per comparison and level."""
+        return [np.log2(m / u) for m, u in zip(self.m, self.u, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prior": self.prior,
+            "comparisons": [
+                {
+                    "name": c.name,
+                    "levels": [
+                        {"gamma": g, "label": c.level_label(g), "m": float(m[g]), "u": float(u[g])}
+                        for g in range(c.level_count - 1, -1, -1)
+                    ],
+                }
+                for c, m, u in zip(self.comparisons, self.m, self.u, strict=True)
+            ],
+            "em": {"iterations": self.em.iterations, "converged": self.em.converged},
+        }
+
+    @classmethod
+    def from_dict(cls, comparisons: Sequence[Comparison], data: Mapping[str, Any]) -> MatchModel:
+        by_name = {item["name"]: item for item in data["comparisons"]}
+        m: list[Floats] = []
+        u: list[Floats] = []
+        for comparison in comparisons:
+            levels = {level["gamma"]: level for level in by_name[comparison.name]["levels"]}
+            m.append(np.array([levels[g]["m"] for g in range(comparison.level_count)], dtype=np.float64))
+            u.append(np.array([levels[g]["u"] for g in range(comparison.level_count)], dtype=np.float64))
+        em = data.get("em", {})
+        return cls(
+            tuple(comparisons),
+            m,
+            u,
+            float(data["prior"]),
+            EMResult(int(em.get("iterations", 0)), bool(em.get("converged", False)), 0.0),
+        )
+
+
+# ------------------------------------------------------------------------------------------------------
+# u: random sampling + closed-form exact agreement
+# ------------------------------------------------------------------------------------------------------
+
+
+def random_pairs(table: RecordTable, count: int, *, link_only: bool, seed: int) -> tuple[Codes, Codes]:
+    """Up to ``count`` distinct-row random pairs (across sources when ``link_only``)."""
+    n = len(table)
+    rng = np.random.default_rng(seed)
+    if n < 2:
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    left = rng.integers(0, n, size=count, dtype=np.int64)
+    right = rng.integers(0, n, size=count, dtype=np.int64)
+    keep = left != right
+    if link_only:
+        sources = table.sources.codes
+        keep &= sources[left] != sources[right]
+    return left[keep].astype(np.int32), right[keep].astype(np.int32)
+
+
+def _exact_agreement_probability(table: RecordTable, comparison: Comparison, link_only: bool) -> float:
+    """P(two random non-null records agree exactly) = Σ_v p(v)² — or Σ_v p_A(v)·p_B(v) across sources."""
+    column = table.column(comparison.column)
+    if not link_only or len(table.sources.vocab) < 2:
+        p = column.frequencies()
+        return float((p * p).sum())
+    # Across sources: agreement of a random cross-source pair, averaged over source pairs by weight.
+    codes = column.codes
+    total = 0.0
+    weight = 0.0
+    per_source = []
+    for s in range(len(table.sources.vocab)):
+        mine = codes[(table.sources.codes == s) & (codes >= 0)]
+        per_source.append(np.bincount(mine, minlength=len(column.vocab)).astype(np.float64))
+    for i in range(len(per_source)):
+        for j in range(i + 1, len(per_source)):
+            ni, nj = per_source[i].sum(), per_source[j].sum()
+            if ni and nj:
+                total += float((per_source[i] * per_source[j]).sum())
+                weight += ni * nj
+    return total / weight if weight else 0.0
+
+
+def estimate_u(
+    table: RecordTable, comparisons: Sequence[Comparison], training: Training, *, link_only: bool
+) -> list[Floats]:
+    left, right = random_pairs(table, training.u_sample_pairs, link_only=link_only, seed=training.seed)
+    gammas = compare(table, comparisons, left, right)
+    u: list[Floats] = []
+    for c, comparison in enumerate(comparisons):
+        counts = np.bincount(gammas[c][gammas[c] >= 0], minlength=comparison.level_count).astype(np.float64)
+        total = counts.sum()
+        # Unseen levels get at most "half an observation": they are rare among non-matches, not impossible.
+        probs = (
+            (counts + 0.5) / (total + 0.5 * comparison.level_count)
+            if total
+            else np.full(comparison.level_count, 1.0 / comparison.level_count)
+        )
+        top = comparison.level_count - 1
+        if comparison.levels[0].kind == "exact":
+            exact = min(max(_exact_agreement_probability(table, comparison, link_only), 1e-12), 0.999)
+            rest = probs[:top].sum()
+            probs[:top] = probs[:top] * (1.0 - exact) / rest if rest else (1.0 - exact) / top
+            probs[top] = exact
+        u.append(probs)
+    return u
+
+
+# ------------------------------------------------------------------------------------------------------
+# m and prior: EM over compressed patterns
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """Distinct (gamma vector, satisfied-rules mask) combinations among candidate pairs, with counts."""
+
+    gammas: npt.NDArray[np.int8]  # (comparisons, patterns)
+    rules: npt.NDArray[np.int64]
+    counts: Floats
+    inverse: npt.NDArray[np.intp]
+
+
+def compress(gammas: Gammas, satisfied: npt.NDArray[np.int64], comparisons: Sequence[Comparison]) -> Patterns:
+    _, key = np.unique(satisfied, return_inverse=True)
+    key = key.astype(np.int64)
+    for c, comparison in enumerate(comparisons):
+        key = key * (comparison.level_count + 1) + (gammas[c].astype(np.int64) + 1)
+        # Re-densify so that many comparisons with many levels cannot overflow int64.
+        _, key = np.unique(key, return_inverse=True)
+        key = key.astype(np.int64)
+    _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    return Patterns(gammas[:, first], satisfied[first], counts.astype(np.float64), inverse)
+
+
+def _rule_columns(rule: BlockingRule) -> set[str]:
+    return {DERIVED_COLUMNS.get(c, c) for c in rule.columns}
+
+
+def _log_terms(params: Sequence[Floats], gammas: npt.NDArray[np.int8]) -> Floats:
+    total = np.zeros(gammas.shape[1], dtype=np.float64)
+    for c, table in enumerate(params):
+        g = gammas[c]
+        known = g >= 0
+        total[known] += np.log(table[g[known]])
+    return total
+
+
+def expectation_maximisation(
+    patterns: Patterns,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[BlockingRule],
+    u: Sequence[Floats],
+    training: Training,
+    *,
+    initial_m: Sequence[Floats] | None = None,
+    initial_prior: float = 0.05,
+) -> tuple[list[Floats], float, EMResult]:
+    """EM for ``m`` and the prior with ``u`` fixed; returns ``(m, prior, result)``."""
+    if initial_m is None:
+        m = []
+        for comparison in comparisons:
+            # Start believing matches mostly agree: geometric mass towards the top levels.
+            raw = np.array([0.5 ** (comparison.level_count - 1 - g) for g in range(comparison.level_count)])
+            raw[0] = 0.05
+            m.append(raw / raw.sum())
+    else:
+        m = [np.array(x, dtype=np.float64) for x in initial_m]
+    prior = initial_prior
+    # Which patterns may inform each comparison's m: those from rules that do not force its column.
+    informative: list[npt.NDArray[np.bool_]] = []
+    for comparison in comparisons:
+        free = sum(1 << i for i, rule in enumerate(rules) if comparison.column not in _rule_columns(rule))
+        mask = (patterns.rules & free) != 0 if free else None
+        if mask is None or patterns.counts[mask].sum() == 0:
+            mask = np.ones(len(patterns.counts), dtype=bool)
+        informative.append(mask)
+    log_u = _log_terms(u, patterns.gammas)
+    result = EMResult(0, False, math.inf)
+    for iteration in range(1, training.max_iterations + 1):
+        log_m = _log_terms(m, patterns.gammas)
+        a = math.log(prior) + log_m
+        b = math.log1p(-prior) + log_u
+        top = np.maximum(a, b)
+        posterior = np.exp(a - top) / (np.exp(a - top) + np.exp(b - top))
+        weighted = posterior * patterns.counts
+        new_prior = float(weighted.sum() / patterns.counts.sum())
+        new_m = []
+        for c, comparison in enumerate(comparisons):
+            g = patterns.gammas[c]
+            use = informative[c] & (g >= 0)
+            counts = np.bincount(g[use], weights=weighted[use], minlength=comparison.level_count)
+            total = counts.sum()
+            probs = counts / total if total > 0 else m[c]
+            probs = np.maximum(probs, training.m_floor)
+            new_m.append(probs / probs.sum())
+        change = max(float(np.abs(a_ - b_).max()) for a_, b_ in zip(new_m, m, strict=True))
+        change = max(change, abs(new_prior - prior))
+        m, prior = new_m, min(max(new_prior, 1e-9), 1 - 1e-9)
+        result = EMResult(iteration, change < training.tolerance, change)
+        if result.converged:
+            break
+    return m, prior, result
+
+
+def train(
+    table: RecordTable,
+    pairs: CandidatePairs,
+    gammas: Gammas,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[BlockingRule],
+    training: Training,
+    *,
+    link_only: bool,
+) -> MatchModel:
+    u = estimate_u(table, comparisons, training, link_only=link_only)
+    patterns = compress(gammas, pairs.satisfied, comparisons)
+    m, prior, result = expectation_maximisation(patterns, comparisons, rules, u, training)
+    return MatchModel(tuple(comparisons), m, u, prior, result)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Scoring
+# ------------------------------------------------------------------------------------------------------
+
+
+def tf_adjustments(
+    table: RecordTable, model: MatchModel, c: int, left: Codes, gamma: npt.NDArray[np.int8], floor: float
+) -> Floats | None:
+    """Extra bits for exact agreement on value v: ``log2(u_exact / max(freq(v), floor))`` (None if no tf)."""
+    comparison = model.comparisons[c]
+    if not comparison.levels or comparison.levels[0].kind != "exact" or not comparison.levels[0].tf:
+        return None
+    top = comparison.level_count - 1
+    column = table.column(comparison.column)
+    freqs = np.maximum(column.frequencies(), floor)
+    adjust = np.zeros(len(left), dtype=np.float64)
+    exact = gamma == top
+    adjust[exact] = np.log2(model.u[c][top] / freqs[column.codes[left[exact]]])
+    return adjust
+
+
+def score(table: RecordTable, model: MatchModel, left: Codes, gammas: Gammas, *, tf_floor: float) -> Floats:
+    """Match weight in bits (prior included) for each pair."""
+    weights = np.full(gammas.shape[1], model.prior_weight, dtype=np.float64)
+    for c, level_weights in enumerate(model.level_weights()):
+        g = gammas[c]
+        known = g >= 0
+        weights[known] += level_weights[g[known]]
+        adjust = tf_adjustments(table, model, c, left, g, tf_floor)
+        if adjust is not None:
+            weights += adjust
+    return weights
+
+
+def probability(weight: Floats | float) -> Floats | float:
+    """Match probability of a weight in bits."""
+    return (
+        1.0 / (1.0 + np.exp2(-np.asarray(weight)))
+        if isinstance(weight, np.ndarray)
+        else 1.0 / (1.0 + 2.0 ** (-weight))
+    )

@@ -1,0 +1,193 @@
+"""``cdp resolve-file``: resolve CSV files without a server or a database (the external-dataset contract).
+
+``resolve_files([a.csv, b.csv], mapping.toml, out.csv)`` writes ``source,record_id,cluster_id`` — one row
+per input record, ``source`` being the input's file stem. One input is a deduplication; two inputs are a
+linkage (pairs only across the files, and by default each file is taken as already deduplicated, so a
+record links to at most one record of the other file — pass ``one_to_one=False`` to drop that); three or
+more are link-and-dedupe. The mapping file (TOML)::
+
+    id = "rec_id"              # column holding the record id (required)
+    date_format = "%Y%m%d"     # optional: one strptime format or a list, tried in order (default ISO)
+    default_country = "AU"     # optional: region for national phone numbers and postcodes
+    [fields]                   # canonical attribute = column name (any subset of the canonical list)
+    first_name = "given_name"
+    last_name = "surname"
+
+Nothing is written but the output file; values never appear in errors or the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdp.db.models import CANONICAL_FIELDS
+from cdp.errors import CdpError
+from cdp.identity.features import RawFeatureExtractor
+from cdp.identity.resolver import Resolution, resolve
+from cdp.identity.settings import MatchSettings
+from cdp.identity.table import RecordTable
+
+
+class MappingFileError(CdpError):
+    """The resolve-file mapping is malformed; the message names the bad key."""
+
+
+class InputFileError(CdpError):
+    """An input file cannot be read as the mapping describes; the message names file, line and column."""
+
+
+@dataclass(frozen=True)
+class FileMapping:
+    id_column: str
+    fields: Mapping[str, str]
+    date_formats: tuple[str, ...] = ("%Y-%m-%d",)
+    default_country: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> FileMapping:
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except OSError as exc:
+            raise MappingFileError(f"cannot read mapping {path.name}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MappingFileError(f"mapping {path.name} is not valid TOML: {exc}") from None
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FileMapping:
+        for key in data:
+            if key not in ("id", "date_format", "default_country", "fields"):
+                raise MappingFileError(
+                    f"{key}: unknown key (expected id, date_format, default_country, fields)"
+                )
+        id_column = data.get("id")
+        if not isinstance(id_column, str) or not id_column:
+            raise MappingFileError("id: required, the name of the column holding the record id")
+        raw_formats = data.get("date_format", ["%Y-%m-%d"])
+        formats = [raw_formats] if isinstance(raw_formats, str) else raw_formats
+        if not isinstance(formats, list) or not formats or not all(isinstance(f, str) and f for f in formats):
+            raise MappingFileError("date_format: must be a strptime format or a non-empty list of them")
+        for i, fmt in enumerate(formats):
+            if "%" not in fmt:
+                raise MappingFileError(f"date_format[{i}]: not a strptime format (no % directive)")
+        country = data.get("default_country")
+        if country is not None and (not isinstance(country, str) or not country):
+            raise MappingFileError("default_country: must be a country code such as 'GB'")
+        fields_ = data.get("fields")
+        if not isinstance(fields_, Mapping) or not fields_:
+            raise MappingFileError("fields: required table of canonical attribute = column name")
+        for attribute, column in fields_.items():
+            if attribute not in CANONICAL_FIELDS:
+                expected = ", ".join(CANONICAL_FIELDS)
+                raise MappingFileError(
+                    f"fields.{attribute}: unknown canonical attribute (expected one of: {expected})"
+                )
+            if not isinstance(column, str) or not column:
+                raise MappingFileError(f"fields.{attribute}: must be a column name")
+        return cls(id_column, dict(fields_), tuple(formats), country)
+
+
+@dataclass
+class FileResolution:
+    assignments: list[tuple[str, str, str]]
+    """``(source, record_id, cluster_id)`` per input record, in input order."""
+    resolution: Resolution
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, dict[str, str | None]]]:
+    try:
+        handle = path.open("r", encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path.name}: {exc.strerror}") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputFileError(f"{path.name}: empty file (no header row)") from None
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path.name}: not UTF-8 text") from None
+        position = {name: i for i, name in enumerate(header)}
+        if mapping.id_column not in position:
+            raise InputFileError(f"{path.name}: no column {mapping.id_column!r} (mapping key 'id')")
+        for attribute, column in mapping.fields.items():
+            if column not in position:
+                raise InputFileError(f"{path.name}: no column {column!r} (mapping key 'fields.{attribute}')")
+        id_at = position[mapping.id_column]
+        columns = [(attribute, position[column]) for attribute, column in mapping.fields.items()]
+        width = len(header)
+        try:
+            for line, row in enumerate(reader, start=2):
+                if len(row) != width:
+                    if not row:
+                        continue
+                    raise InputFileError(f"{path.name} line {line}: {len(row)} cells, header has {width}")
+                record_id = row[id_at].strip()
+                if not record_id:
+                    raise InputFileError(f"{path.name} line {line}: empty record id")
+                yield record_id, {attribute: row[i] or None for attribute, i in columns}
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path.name}: not UTF-8 text") from None
+        except csv.Error as exc:
+            raise InputFileError(f"{path.name}: malformed CSV ({exc})") from None
+
+
+def resolve_files(
+    inputs: Sequence[Path],
+    mapping: Path | FileMapping,
+    out: Path | None = None,
+    *,
+    settings: MatchSettings | None = None,
+    one_to_one: bool = True,
+) -> FileResolution:
+    """Resolve the records of one or more CSV files; write assignments to ``out`` when given."""
+    started = time.perf_counter()
+    if not inputs:
+        raise InputFileError("no input files")
+    file_mapping = mapping if isinstance(mapping, FileMapping) else FileMapping.load(mapping)
+    settings = settings or MatchSettings.default()
+    stems = [Path(p).stem for p in inputs]
+    if len(set(stems)) != len(stems):
+        raise InputFileError("input files must have distinct names: the file stem is the source name")
+
+    extractor = RawFeatureExtractor(
+        date_formats=file_mapping.date_formats, default_country=file_mapping.default_country
+    )
+    seen: set[tuple[str, str]] = set()
+
+    def rows() -> Iterator[tuple[str, str, dict[str, str | None]]]:
+        for path, source in zip(inputs, stems, strict=True):
+            for record_id, raw in _rows(Path(path), file_mapping):
+                if (source, record_id) in seen:
+                    raise InputFileError(f"{Path(path).name}: record id repeated (each id must be unique)")
+                seen.add((source, record_id))
+                yield source, record_id, extractor.extract(raw)
+
+    table = RecordTable.build(rows(), settings.protection)
+    prepared = time.perf_counter() - started
+    link_only = len(inputs) == 2
+    resolution = resolve(
+        table, settings, link_only=link_only, per_source=1 if link_only and one_to_one else None
+    )
+    labels = resolution.clusters.labels
+    assignments = [(table.source_of(i), table.keys[i], str(int(labels[i]))) for i in range(len(table))]
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("source", "record_id", "cluster_id"))
+            writer.writerows(assignments)
+        tmp.replace(out)
+    report = resolution.report()
+    report["mode"] = "link" if link_only else ("dedupe" if len(inputs) == 1 else "link_and_dedupe")
+    report["unparsed_values"] = dict(sorted(extractor.failures.items()))
+    report["timings_seconds"]["read_and_normalize"] = round(prepared, 4)
+    report["timings_seconds"]["wall"] = round(time.perf_counter() - started, 4)
+    return FileResolution(assignments, resolution, report)

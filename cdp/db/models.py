@@ -7,6 +7,8 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -272,6 +274,96 @@ class RevokedToken(Base):
     client_id: Mapped[str] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Entity(Base):
+    """A resolved customer: the records identity resolution (or a person) decided are one individual."""
+
+    __tablename__ = "entity"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EntityMember(Base):
+    """Which entity a source record belongs to (each record belongs to exactly one)."""
+
+    __tablename__ = "entity_member"
+
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("entity.id", ondelete="CASCADE"), index=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MatchEdge(Base):
+    """The match weight of one scored record pair (``record_a < record_b``), kept when it can matter:
+    links, the review band and contradictions. Scores and reasons only, never values."""
+
+    __tablename__ = "match_edge"
+
+    record_a: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_b: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    weight: Mapped[float] = mapped_column(Float)
+    rule: Mapped[int] = mapped_column(Integer)
+    """The first blocking rule that generated the pair."""
+    refused: Mapped[str | None] = mapped_column(String(48))
+    """Why clustering refused (or overrode a protection for) this link, if it did."""
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MatchDecision(Base):
+    """A person's decision about a record pair — ``merge`` (must link) or ``split`` (must not) — which
+    every later batch or incremental run respects. The latest decision about a pair replaces older ones."""
+
+    __tablename__ = "match_decision"
+    __table_args__ = (UniqueConstraint("record_a", "record_b"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    record_a: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), index=True
+    )
+    record_b: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MatchModelRecord(Base):
+    """A trained match model: the settings it was trained with and its m/u/prior parameters (JSON).
+    Exactly one is active; incremental resolution scores with it so that batch and incremental agree."""
+
+    __tablename__ = "match_model"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settings_toml: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[str] = mapped_column(Text)
+    records: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+
+
+class MatchTermFrequency(Base):
+    """Frozen value frequencies of a model, for term-frequency adjustment, keyed by blind-index token
+    (a keyed HMAC of the value) — so common surnames are known as common without storing them."""
+
+    __tablename__ = "match_term_frequency"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("match_model.id", ondelete="CASCADE"), primary_key=True
+    )
+    column: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    frequency: Mapped[float] = mapped_column(Float)
 
 
 def table_of(model: type[Base]) -> Table:

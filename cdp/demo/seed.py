@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cdp.db import Database
 from cdp.demo.generator import GenerationSummary, generate
+from cdp.identity.service import IdentityService
 from cdp.sources.ingest import IngestService, IngestSummary
 from cdp.vault import Vault
 
@@ -26,6 +28,8 @@ Progress = Callable[[str, int, int], None]
 class SeedResult:
     generated: GenerationSummary
     ingests: list[IngestSummary] = field(default_factory=list)
+    resolution: dict[str, Any] | None = None
+    """The batch identity-resolution report (counts only), when the seed ran it."""
 
     @property
     def records(self) -> int:
@@ -59,6 +63,7 @@ def seed(
     people: int = 1000,
     seed_value: int = 42,
     progress: Progress | None = None,
+    resolve: bool = True,
 ) -> SeedResult:
     """Generate ``people`` fictitious persons (deterministic for a seed) into ``work_dir`` and ingest
     them. Re-running with the same arguments changes nothing (ingestion is idempotent)."""
@@ -85,4 +90,9 @@ def seed(
                 report(stage, done, total)
 
             result.ingests.append(service.ingest_file(source.name, path, kind=kind, progress=advance))
+    if resolve:
+        # Ingestion resolves incrementally once a model exists; the first seed trains it in batch.
+        report("resolve", 0, 1)
+        result.resolution = IdentityService(db, vault).resolve_all()
+        report("resolve", 1, 1)
     return result

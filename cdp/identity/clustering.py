@@ -21,12 +21,11 @@ batch result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from rapidfuzz.distance import DamerauLevenshtein
 
 from cdp.identity.table import Codes
 
@@ -69,26 +68,23 @@ class ClusterResult:
 class IdentifierLimit:
     """At most ``limit`` distinct values of one identifier per entity.
 
-    Values within ``tolerance`` edits (Damerau-Levenshtein) of a value already in the entity are the same
-    identifier mistyped, not a second one: a typo in a national id must not stop the records from linking,
-    while a genuinely different national id must.
+    Two values count as one when ``compatible`` says so — the identifier's own comparison places them
+    above its 'different' level (a typo, a day/month swap): a mistyped national id must not stop two
+    records from linking, while a genuinely different one must.
     """
 
     codes: Codes
     vocab: Sequence[str]
     limit: int
-    tolerance: int = 0
+    compatible: Callable[[str, str], bool] | None = None
 
     def distinct(self, values: set[int]) -> int:
-        if self.tolerance == 0 or len(values) <= 1:
+        if self.compatible is None or len(values) <= 1:
             return len(values)
         groups: list[str] = []
         for code in sorted(values):
             text = self.vocab[code]
-            if not any(
-                DamerauLevenshtein.distance(text, g, score_cutoff=self.tolerance) <= self.tolerance
-                for g in groups
-            ):
+            if not any(self.compatible(text, g) for g in groups):
                 groups.append(text)
         return len(groups)
 
@@ -108,14 +104,26 @@ class Constraints:
     cannot_link: Sequence[tuple[int, int]] = ()
     limit_override_weight: float | None = None
     """Links at least this strong may exceed identifier limits (never a manual split or the source limit)."""
+    tie_break: npt.NDArray[np.int64] | None = None
+    """A stable rank per row (e.g. of its record id) to order equal-weight links deterministically."""
 
 
-def _edge_order(weights: Weights, priority: Sequence[npt.NDArray[np.bool_]]) -> npt.NDArray[np.intp]:
+def _edge_order(
+    weights: Weights,
+    priority: Sequence[npt.NDArray[np.bool_]],
+    left: Codes,
+    right: Codes,
+    tie_break: npt.NDArray[np.int64] | None,
+) -> npt.NDArray[np.intp]:
     rank = np.full(len(weights), len(priority), dtype=np.int16)
     for level in range(len(priority) - 1, -1, -1):
         rank[priority[level]] = level
-    # Stable lexsort: priority rank first, then weight descending, then input order (deterministic).
-    return np.lexsort((-weights, rank))
+    if tie_break is None:
+        return np.lexsort((-weights, rank))
+    # Priority rank, then weight descending, then the rows' stable ranks: the order (and so the result)
+    # does not depend on the order the pairs arrived in — batch and incremental agree.
+    a, b = tie_break[left], tie_break[right]
+    return np.lexsort((np.maximum(a, b), np.minimum(a, b), -weights, rank))
 
 
 def cluster(
@@ -212,7 +220,9 @@ def cluster(
     refused: list[RefusedLink] = []
     candidates = np.flatnonzero(weights >= threshold)
     priority = [mask[candidates] for mask in constraints.priority]
-    order = candidates[_edge_order(weights[candidates], priority)]
+    order = candidates[
+        _edge_order(weights[candidates], priority, left[candidates], right[candidates], constraints.tie_break)
+    ]
     for a, b, w in zip(left[order].tolist(), right[order].tolist(), weights[order].tolist(), strict=True):
         ra, rb = find(a), find(b)
         if ra == rb:

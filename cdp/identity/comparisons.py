@@ -12,8 +12,9 @@ Work is per *distinct value pair*: the table is dictionary-encoded, so a fuzzy m
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,12 @@ def _date_parts(vocab: list[str]) -> tuple[npt.NDArray[np.int64], ...]:
     day = (days - months.astype("datetime64[D]")).astype(np.int64) + 1
     valid = ~np.isnat(days)
     return np.where(valid, year, -1), np.where(valid, month, -1), np.where(valid, day, -1)
+
+
+def _initials(vocab: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    lengths = np.fromiter((len(v) for v in vocab), dtype=np.int64, count=len(vocab))
+    firsts = np.fromiter((ord(v[0]) if v else -1 for v in vocab), dtype=np.int64, count=len(vocab))
+    return lengths, firsts
 
 
 def _phonetic_codes(vocab: list[str]) -> npt.NDArray[np.int64]:
@@ -130,6 +137,13 @@ class _DistinctPairs:
             a, b = codes[self.ua], codes[self.ub]
             same: npt.NDArray[np.bool_] = (a >= 0) & (a == b)
             return same
+        if kind == "initial":
+            lengths, firsts = self.column.vocab_array("initials", _initials)
+            short = np.minimum(lengths[self.ua], lengths[self.ub]) <= 2
+            initial: npt.NDArray[np.bool_] = (
+                short & (firsts[self.ua] == firsts[self.ub]) & (firsts[self.ua] >= 0)
+            )
+            return initial
         if kind == "date_transposed":
             parts: tuple[npt.NDArray[np.int64], ...] = self.column.vocab_array("date_parts", _date_parts)
             year, month, day = parts
@@ -164,32 +178,38 @@ def _translation(source: EncodedColumn, target: EncodedColumn) -> Codes:
 
 def compare_column(table: RecordTable, comparison: Comparison, left: Codes, right: Codes) -> Gammas:
     """Gamma of one comparison for the row pairs ``(left[i], right[i])``."""
-    column = table.column(comparison.column)
-    cl, cr = column.codes[left], column.codes[right]
-    null = (cl < 0) | (cr < 0)
+    null = np.ones(len(left), dtype=bool)
+    for name in comparison.columns:
+        codes = table.column(name).codes
+        null &= (codes[left] < 0) | (codes[right] < 0)
     gamma = np.zeros(len(left), dtype=np.int8)
     gamma[null] = -1
     undecided = ~null
-    distinct: _DistinctPairs | None = None
-    fuzzy_rows: npt.NDArray[np.intp] | None = None
+    distinct: dict[str, tuple[_DistinctPairs, npt.NDArray[np.intp]]] = {}
     top = len(comparison.levels)
     for i, level in enumerate(comparison.levels):
         if not undecided.any():
             break
+        name = comparison.level_column(level)
+        column = table.column(name)
+        cl, cr = column.codes[left], column.codes[right]
+        present = (cl >= 0) & (cr >= 0)
         if level.kind == "exact":
-            hit = undecided & (cl == cr)
+            hit = undecided & present & (cl == cr)
         elif level.kind == "swapped":
             assert level.other is not None
             other = table.column(level.other)
             to_this = _translation(other, column)
-            hit = undecided & (cl == to_this[other.codes[right]]) & (cr == to_this[other.codes[left]])
+            hit = (
+                undecided & present & (cl == to_this[other.codes[right]]) & (cr == to_this[other.codes[left]])
+            )
         else:
-            if distinct is None:
-                fuzzy_rows = np.flatnonzero(~null & (cl != cr))
-                distinct = _DistinctPairs(column, cl[fuzzy_rows], cr[fuzzy_rows])
-            assert fuzzy_rows is not None
+            if name not in distinct:
+                rows = np.flatnonzero(present & (cl != cr))
+                distinct[name] = (_DistinctPairs(column, cl[rows], cr[rows]), rows)
+            pairs, rows = distinct[name]
             hit = np.zeros(len(left), dtype=bool)
-            hit[fuzzy_rows] = distinct.satisfies(level)[distinct.inverse]
+            hit[rows] = pairs.satisfies(level)[pairs.inverse]
             hit &= undecided
         gamma[hit] = top - i
         undecided &= ~hit
@@ -202,3 +222,17 @@ def compare(table: RecordTable, comparisons: Sequence[Comparison], left: Codes, 
     for i, comparison in enumerate(comparisons):
         out[i] = compare_column(table, comparison, left, right)
     return out
+
+
+def values_compatible(comparison: Comparison) -> Callable[[str, str], bool]:
+    """Whether two values of the comparison's column reach any level above 'different' (memoized)."""
+
+    @lru_cache(maxsize=1 << 16)
+    def compatible(a: str, b: str) -> bool:
+        if a == b:
+            return True
+        pair = RecordTable.build([("", "a", {comparison.column: a}), ("", "b", {comparison.column: b})])
+        one = np.zeros(1, dtype=np.int32)
+        return bool(compare_column(pair, comparison, one, one + 1)[0] > 0)
+
+    return compatible

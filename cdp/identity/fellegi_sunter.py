@@ -20,8 +20,9 @@ Estimation, as in Splink but on compressed patterns:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,58 @@ class EMResult:
     max_change: float
 
 
+class FrozenFrequencies:
+    """Value frequencies captured when a model was trained, looked up by a key of the value.
+
+    Incremental resolution scores one new record at a time; if term frequencies were recomputed from
+    whatever is in the store at that moment, the same pair would score differently depending on when it
+    was seen, and incremental would drift from batch. Freezing them with the model makes a pair's weight
+    a function of the pair and the model only. In the vault the key is a blind-index token (keyed HMAC),
+    so the stored table says "this surname is common" without naming it.
+    """
+
+    def __init__(
+        self,
+        per_column: Mapping[str, Mapping[Any, float]],
+        defaults: Mapping[str, float],
+        key: Callable[[str, str], Any],
+    ) -> None:
+        self.per_column = {c: dict(v) for c, v in per_column.items()}
+        self.defaults = dict(defaults)
+        self.key = key
+
+    @classmethod
+    def capture(
+        cls, table: RecordTable, columns: Sequence[str], key: Callable[[str, str], Any]
+    ) -> FrozenFrequencies:
+        """Frequencies of values seen at least twice; a value seen once (or never) gets 1/N."""
+        per_column: dict[str, dict[Any, float]] = {}
+        defaults: dict[str, float] = {}
+        for name in columns:
+            column = table.column(name)
+            total = max(column.non_null, 1)
+            per_column[name] = {
+                key(name, value): float(count) / total
+                for value, count in zip(column.vocab, column.counts.tolist(), strict=True)
+                if count >= 2
+            }
+            defaults[name] = 1.0 / total
+        return cls(per_column, defaults, key)
+
+    def lookup(self, column: str, vocab: Sequence[str]) -> Floats:
+        known = self.per_column.get(column, {})
+        default = self.defaults.get(column, 1e-6)
+        return np.fromiter(
+            (known.get(self.key(column, v), default) for v in vocab), dtype=np.float64, count=len(vocab)
+        )
+
+
+def tf_columns(comparisons: Sequence[Comparison]) -> list[str]:
+    """Columns whose value frequencies scoring needs (those of exact levels marked ``tf``)."""
+    names = [c.level_column(lv) for c in comparisons for lv in c.levels if lv.kind == "exact" and lv.tf]
+    return list(dict.fromkeys(names))
+
+
 @dataclass
 class MatchModel:
     """Learned parameters: ``m[c][g]`` and ``u[c][g]`` for comparison ``c`` at level gamma ``g``."""
@@ -53,6 +106,8 @@ class MatchModel:
     prior: float
     """Probability that a candidate pair is a match (EM's lambda)."""
     em: EMResult = field(default_factory=lambda: EMResult(0, False, math.inf))
+    frequencies: FrozenFrequencies | None = None
+    """Frozen term frequencies; ``None`` means "use the frequencies of the table being scored"."""
 
     @property
     def prior_weight(self) -> float:
@@ -117,9 +172,9 @@ def random_pairs(table: RecordTable, count: int, *, link_only: bool, seed: int) 
     return left[keep].astype(np.int32), right[keep].astype(np.int32)
 
 
-def _exact_agreement_probability(table: RecordTable, comparison: Comparison, link_only: bool) -> float:
+def _exact_agreement_probability(table: RecordTable, name: str, link_only: bool) -> float:
     """P(two random non-null records agree exactly) = Σ_v p(v)² — or Σ_v p_A(v)·p_B(v) across sources."""
-    column = table.column(comparison.column)
+    column = table.column(name)
     if not link_only or len(table.sources.vocab) < 2:
         p = column.frequencies()
         return float((p * p).sum())
@@ -156,8 +211,10 @@ def estimate_u(
             else np.full(comparison.level_count, 1.0 / comparison.level_count)
         )
         top = comparison.level_count - 1
-        if comparison.levels[0].kind == "exact":
-            exact = min(max(_exact_agreement_probability(table, comparison, link_only), 1e-12), 0.999)
+        first = comparison.levels[0]
+        if first.kind == "exact" and comparison.level_column(first) == comparison.column:
+            exact = _exact_agreement_probability(table, comparison.column, link_only)
+            exact = min(max(exact, 1e-12), 0.999)
             rest = probs[:top].sum()
             probs[:top] = probs[:top] * (1.0 - exact) / rest if rest else (1.0 - exact) / top
             probs[top] = exact
@@ -262,6 +319,40 @@ def expectation_maximisation(
     return m, prior, result
 
 
+def _base_columns(names: Sequence[str]) -> set[str]:
+    """The base match columns behind column names (derived and composite ones included)."""
+    return {DERIVED_COLUMNS.get(part, part) for name in names for part in name.split("+")}
+
+
+def _agreeing(table: RecordTable, pairs: CandidatePairs, columns: Sequence[str]) -> npt.NDArray[np.bool_]:
+    mask = np.ones(len(pairs), dtype=bool)
+    for name in columns:
+        codes = table.column(name).codes
+        left = codes[pairs.left]
+        mask &= (left >= 0) & (left == codes[pairs.right])
+    return mask
+
+
+def estimate_prior(
+    patterns: Patterns, m: Sequence[Floats], u: Sequence[Floats], training: Training, initial: float = 0.05
+) -> float:
+    """EM for the prior alone, with m and u fixed: the expected share of matches among the pairs."""
+    a = _log_terms(m, patterns.gammas)
+    b = _log_terms(u, patterns.gammas)
+    prior = initial
+    for _ in range(training.max_iterations * 4):
+        x = math.log(prior) + a
+        y = math.log1p(-prior) + b
+        top = np.maximum(x, y)
+        posterior = np.exp(x - top) / (np.exp(x - top) + np.exp(y - top))
+        new = float((posterior * patterns.counts).sum() / patterns.counts.sum())
+        new = min(max(new, 1e-9), 1 - 1e-9)
+        if abs(new - prior) < training.tolerance * 0.1:
+            return new
+        prior = new
+    return prior
+
+
 def train(
     table: RecordTable,
     pairs: CandidatePairs,
@@ -272,10 +363,59 @@ def train(
     *,
     link_only: bool,
 ) -> MatchModel:
+    """u by sampling; m by EM sessions (Splink-style); the prior by EM over all candidate pairs.
+
+    Each session takes the candidate pairs that agree on its columns and learns m only for comparisons
+    that do not read those columns (agreement on them is forced there, so it says nothing). Sessions on
+    strongly identifying keys (name, date of birth, email) keep EM from mistaking a household — same
+    address, same surname, same landline — for a person. A comparison's m is the average over the
+    sessions that learned it, weighted by each session's expected number of matches.
+    """
     u = estimate_u(table, comparisons, training, link_only=link_only)
-    patterns = compress(gammas, pairs.satisfied, comparisons)
-    m, prior, result = expectation_maximisation(patterns, comparisons, rules, u, training)
-    return MatchModel(tuple(comparisons), m, u, prior, result)
+    sessions = training.sessions or tuple(rule.columns for rule in rules)
+    sums = [np.zeros(c.level_count) for c in comparisons]
+    weights = np.zeros(len(comparisons))
+    iterations = 0
+    converged = True
+    for columns in sessions:
+        mask = _agreeing(table, pairs, columns)
+        if mask.sum() < 10:
+            continue
+        blocked = _base_columns(columns)
+        free = [i for i, c in enumerate(comparisons) if not (_base_columns(c.columns) & blocked)]
+        if not free:
+            continue
+        chosen = [comparisons[i] for i in free]
+        patterns = compress(gammas[free][:, mask], np.zeros(int(mask.sum()), dtype=np.int64), chosen)
+        m_s, prior_s, result = expectation_maximisation(
+            patterns, chosen, [], [u[i] for i in free], training, initial_prior=0.5
+        )
+        iterations += result.iterations
+        converged &= result.converged
+        expected = prior_s * float(mask.sum())
+        for k, i in enumerate(free):
+            sums[i] += m_s[k] * expected
+            weights[i] += expected
+    m: list[Floats] = []
+    fallback: list[int] = []
+    for i, comparison in enumerate(comparisons):
+        if weights[i] > 0:
+            m.append(sums[i] / weights[i])
+        else:
+            fallback.append(i)
+            m.append(np.full(comparison.level_count, 1.0 / comparison.level_count))
+    if fallback:
+        # Comparisons no session could learn (every session reads their column): one EM over all pairs.
+        patterns = compress(gammas, pairs.satisfied, comparisons)
+        m_all, _, result = expectation_maximisation(patterns, comparisons, rules, u, training)
+        for i in fallback:
+            m[i] = m_all[i]
+        iterations += result.iterations
+        converged &= result.converged
+    prior = estimate_prior(
+        compress(gammas, np.zeros(len(pairs), dtype=np.int64), comparisons), m, u, training
+    )
+    return MatchModel(tuple(comparisons), m, u, prior, EMResult(iterations, converged, 0.0))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -286,16 +426,27 @@ def train(
 def tf_adjustments(
     table: RecordTable, model: MatchModel, c: int, left: Codes, gamma: npt.NDArray[np.int8], floor: float
 ) -> Floats | None:
-    """Extra bits for exact agreement on value v: ``log2(u_exact / max(freq(v), floor))`` (None if no tf)."""
+    """Extra bits for exact agreement on value v at a ``tf`` level:
+    ``log2(u_level / max(freq(v), floor))`` — None when the comparison has no such level."""
     comparison = model.comparisons[c]
-    if not comparison.levels or comparison.levels[0].kind != "exact" or not comparison.levels[0].tf:
-        return None
+    adjust: Floats | None = None
     top = comparison.level_count - 1
-    column = table.column(comparison.column)
-    freqs = np.maximum(column.frequencies(), floor)
-    adjust = np.zeros(len(left), dtype=np.float64)
-    exact = gamma == top
-    adjust[exact] = np.log2(model.u[c][top] / freqs[column.codes[left[exact]]])
+    frozen = model.frequencies
+    for i, level in enumerate(comparison.levels):
+        if level.kind != "exact" or not level.tf:
+            continue
+        name = comparison.level_column(level)
+        column = table.column(name)
+        if frozen is None:
+            raw = column.frequencies()
+        else:
+            raw = column.vocab_array(f"tf:{id(frozen)}", functools.partial(frozen.lookup, name))
+        freqs = np.maximum(raw, floor)
+        if adjust is None:
+            adjust = np.zeros(len(left), dtype=np.float64)
+        g = top - i
+        at_level = gamma == g
+        adjust[at_level] = np.log2(model.u[c][g] / freqs[column.codes[left[at_level]]])
     return adjust
 
 
@@ -319,3 +470,38 @@ def probability(weight: Floats | float) -> Floats | float:
         if isinstance(weight, np.ndarray)
         else 1.0 / (1.0 + 2.0 ** (-weight))
     )
+
+
+def contradicted(
+    comparisons: Sequence[Comparison], gammas: Gammas, rules: Sequence[Mapping[str, frozenset[int]]]
+) -> npt.NDArray[np.bool_]:
+    """Pairs meeting every condition of some contradiction rule."""
+    index = {c.name: i for i, c in enumerate(comparisons)}
+    out = np.zeros(gammas.shape[1], dtype=bool)
+    for rule in rules:
+        hit = np.ones(gammas.shape[1], dtype=bool)
+        for name, states in rule.items():
+            hit &= np.isin(gammas[index[name]], np.array(sorted(states), dtype=np.int8))
+        out |= hit
+    return out
+
+
+def decision_weights(
+    weights: Floats,
+    gammas: Gammas,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[Mapping[str, frozenset[int]]],
+    *,
+    contradiction_weight: float,
+    override: float | None,
+) -> Floats:
+    """Weights the clusterer acts on: a contradicted pair counts as a contradiction (capped at
+    ``contradiction_weight``) unless its evidence reaches the override weight."""
+    if not rules:
+        return weights
+    capped = contradicted(comparisons, gammas, rules)
+    if override is not None:
+        capped &= weights < override
+    out = weights.copy()
+    out[capped] = np.minimum(out[capped], contradiction_weight)
+    return out

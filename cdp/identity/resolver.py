@@ -18,10 +18,10 @@ import numpy.typing as npt
 
 from cdp.identity.blocking import CandidatePairs, RuleReport, block
 from cdp.identity.clustering import ClusterResult, Constraints, IdentifierLimit, cluster
-from cdp.identity.comparisons import Gammas, compare
-from cdp.identity.fellegi_sunter import MatchModel, score, train
+from cdp.identity.comparisons import Gammas, compare, values_compatible
+from cdp.identity.fellegi_sunter import MatchModel, decision_weights, score, train
 from cdp.identity.settings import MatchSettings
-from cdp.identity.table import RecordTable
+from cdp.identity.table import Codes, RecordTable
 
 
 @dataclass
@@ -62,7 +62,8 @@ class Resolution:
 def constraints_for(
     table: RecordTable,
     settings: MatchSettings,
-    gammas: Gammas,
+    left: Codes,
+    right: Codes,
     *,
     must_link: Sequence[tuple[int, int]] = (),
     cannot_link: Sequence[tuple[int, int]] = (),
@@ -75,24 +76,14 @@ def constraints_for(
             per_source = min(limit, per_source) if per_source else limit
             continue
         encoded = table.column(name)
-        tolerance = 0
-        for comparison in settings.comparisons:
-            if comparison.column == name:
-                tolerance = max(
-                    (
-                        int(level.threshold or 0)
-                        for level in comparison.levels
-                        if level.kind == "damerau_levenshtein"
-                    ),
-                    default=0,
-                )
-        limits[name] = IdentifierLimit(encoded.codes, encoded.vocab, limit, tolerance)
+        comparison = next((c for c in settings.comparisons if c.column == name and len(c.columns) == 1), None)
+        limits[name] = IdentifierLimit(
+            encoded.codes, encoded.vocab, limit, values_compatible(comparison) if comparison else None
+        )
     priority = []
-    for column in protection.priority:
-        for c, comparison in enumerate(settings.comparisons):
-            if comparison.column == column and comparison.levels[0].kind == "exact":
-                priority.append(gammas[c] == comparison.level_count - 1)
-                break
+    for name in protection.priority:
+        codes = table.column(name).codes
+        priority.append((codes[left] >= 0) & (codes[left] == codes[right]))
     return Constraints(
         limits=limits,
         per_source=per_source,
@@ -101,6 +92,29 @@ def constraints_for(
         must_link=must_link,
         cannot_link=cannot_link,
         limit_override_weight=protection.limit_override_weight,
+        tie_break=key_ranks(table),
+    )
+
+
+def key_ranks(table: RecordTable) -> npt.NDArray[np.int64]:
+    """Rank of each row's record key in sorted order: a tie-break that survives re-ordering of rows."""
+    order = sorted(range(len(table)), key=table.keys.__getitem__)
+    ranks = np.empty(len(table), dtype=np.int64)
+    ranks[order] = np.arange(len(table), dtype=np.int64)
+    return ranks
+
+
+def decision_weights_for(
+    settings: MatchSettings, weights: npt.NDArray[np.float64], gammas: Gammas
+) -> npt.NDArray[np.float64]:
+    protection = settings.protection
+    return decision_weights(
+        weights,
+        gammas,
+        settings.comparisons,
+        protection.contradictions,
+        contradiction_weight=settings.clustering.contradiction_weight,
+        override=protection.limit_override_weight,
     )
 
 
@@ -140,12 +154,19 @@ def resolve(
     timings["training"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    weights = score(table, model, pairs.left, gammas, tf_floor=settings.training.tf_floor)
+    raw_weights = score(table, model, pairs.left, gammas, tf_floor=settings.training.tf_floor)
+    weights = decision_weights_for(settings, raw_weights, gammas)
     timings["scoring"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     constraints = constraints_for(
-        table, settings, gammas, must_link=must_link, cannot_link=cannot_link, per_source=per_source
+        table,
+        settings,
+        pairs.left,
+        pairs.right,
+        must_link=must_link,
+        cannot_link=cannot_link,
+        per_source=per_source,
     )
     clusters = cluster(
         len(table),

@@ -38,6 +38,7 @@ LEVEL_KINDS: Final = {
     "exact": "values equal",
     "nickname": "given names compatible (nickname, middle name)",
     "phonetic": "same metaphone code",
+    "initial": "one is an initial of the other (J. / John)",
     "jaro_winkler": "Jaro-Winkler similarity at least threshold",
     "damerau_levenshtein": "Damerau-Levenshtein distance at most threshold",
     "levenshtein": "Levenshtein distance at most threshold",
@@ -60,9 +61,17 @@ class Level:
     threshold: float | None = None
     tf: bool = False
     other: str | None = None
+    column: str | None = None
+    """Test this level on another column than the comparison's own — e.g. an address comparison whose
+    levels run from "same dwelling" (``street+street_number+postcode``) down to "same postcode", so that
+    correlated attributes count once instead of three times."""
 
     @property
     def label(self) -> str:
+        label = self._label()
+        return f"{label} on {self.column.replace('+', ' + ')}" if self.column else label
+
+    def _label(self) -> str:
         if self.kind == "exact":
             return "exact match" + (" (term-frequency adjusted)" if self.tf else "")
         if self.kind == "jaro_winkler":
@@ -90,6 +99,16 @@ class Comparison:
     levels: tuple[Level, ...]
 
     @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column this comparison reads; it has no evidence (null) only when, for each of them,
+        one side is missing."""
+        extra = [level.column for level in self.levels if level.column and level.column != self.column]
+        return tuple(dict.fromkeys([self.column, *extra]))
+
+    def level_column(self, level: Level) -> str:
+        return level.column or self.column
+
+    @property
     def level_count(self) -> int:
         """Non-null levels, the 'else' level included."""
         return len(self.levels) + 1
@@ -110,6 +129,9 @@ class BlockingRule:
 
 @dataclass(frozen=True, slots=True)
 class Training:
+    sessions: tuple[tuple[str, ...], ...] = ()
+    """EM training sessions, Splink-style: each runs on the candidate pairs agreeing on these columns and
+    learns m for the comparisons that do not use them. Empty: one session per blocking rule."""
     u_sample_pairs: int = 300_000
     max_iterations: int = 50
     tolerance: float = 1e-5
@@ -138,6 +160,11 @@ class MergeProtection:
     """A link at least this strong (bits) may exceed an identifier limit — recorded as an override. Real
     data has people whose national id was mistyped beyond recognition in one system; 40 bits of agreement
     on everything else outweighs the belief that one person has one id. ``None``: limits are absolute."""
+    contradictions: tuple[Mapping[str, frozenset[int]], ...] = ()
+    """Rules that mark two records as different people (unless the link is stronger than
+    ``limit_override_weight``): comparison name -> the gammas it must be at (0 = 'different', -1 = null),
+    all of them at once. The household rule — given names differ and no personal identifier agrees — stops
+    partners and children, who share surname, address and landline, from adding up to one person."""
     priority: tuple[str, ...] = ()
     """Identifiers whose exact agreement links first: a link through a higher-priority identifier wins
     when two links would together break a limit."""
@@ -253,9 +280,25 @@ def _column(value: Any, path: str, allowed: frozenset[str] | tuple[str, ...]) ->
     return name
 
 
+def _composite_column(value: Any, path: str) -> str:
+    """A column, or several joined with '+' (``street+street_number+postcode``)."""
+    name = _string(value, path)
+    for part in name.split("+"):
+        if part not in BLOCKING_COLUMNS:
+            expected = ", ".join(sorted(BLOCKING_COLUMNS))
+            raise _fail(
+                path, f"unknown column {part!r} (expected one of: {expected}, or several joined by '+')"
+            )
+    return name
+
+
 def _level(raw: Any, path: str, column: str) -> Level:
     table = _table(raw, path)
-    _only(table, {"kind", "threshold", "tf", "with"}, path)
+    _only(table, {"kind", "threshold", "tf", "with", "column"}, path)
+    override = None
+    if "column" in table:
+        override = _composite_column(table["column"], f"{path}.column")
+        column = override
     kind = _string(table.get("kind"), f"{path}.kind")
     if kind not in LEVEL_KINDS:
         raise _fail(
@@ -276,6 +319,10 @@ def _level(raw: Any, path: str, column: str) -> Level:
         raise _fail(f"{path}.tf", "must be true or false")
     if tf and kind != "exact":
         raise _fail(f"{path}.tf", "term-frequency adjustment applies to 'exact' levels only")
+    if kind in ("swapped", "nickname", "phonetic", "initial", "date_transposed", "date_within_days") and (
+        "+" in column
+    ):
+        raise _fail(f"{path}.kind", f"{kind!r} does not apply to a composite column")
     other = None
     if kind == "swapped":
         other = _column(table.get("with"), f"{path}.with", MATCH_COLUMNS)
@@ -287,7 +334,7 @@ def _level(raw: Any, path: str, column: str) -> Level:
         raise _fail(f"{path}.kind", f"{kind!r} applies to date_of_birth only")
     if kind in ("nickname",) and column != "first_name":
         raise _fail(f"{path}.kind", "'nickname' applies to first_name only")
-    return Level(kind=kind, threshold=threshold, tf=tf, other=other)
+    return Level(kind=kind, threshold=threshold, tf=tf, other=other, column=override)
 
 
 def _comparison(raw: Any, path: str) -> Comparison:
@@ -317,7 +364,11 @@ def _blocking(raw: Any, path: str) -> BlockingRule:
 
 def _protection(raw: Any, path: str) -> MergeProtection:
     table = _table(raw, path)
-    _only(table, {"junk_values", "junk_patterns", "limits", "priority", "limit_override_weight"}, path)
+    _only(
+        table,
+        {"junk_values", "junk_patterns", "limits", "priority", "limit_override_weight", "contradictions"},
+        path,
+    )
     columns = (*MATCH_COLUMNS, "*")
     junk_values: dict[str, frozenset[str]] = {}
     for column, values in _table(table.get("junk_values", {}), f"{path}.junk_values").items():
@@ -345,11 +396,26 @@ def _protection(raw: Any, path: str) -> MergeProtection:
         _column(c, f"{path}.priority[{i}]", MATCH_COLUMNS)
         for i, c in enumerate(_array(table.get("priority", []), f"{path}.priority"))
     )
+    contradictions: list[Mapping[str, frozenset[int]]] = []
+    gamma_of = {"different": 0, "null": -1}
+    for i, rule in enumerate(_array(table.get("contradictions", []), f"{path}.contradictions")):
+        key = f"{path}.contradictions[{i}]"
+        conditions = _table(rule, key)
+        if not conditions:
+            raise _fail(key, "needs at least one comparison")
+        parsed: dict[str, frozenset[int]] = {}
+        for name, states in conditions.items():
+            listed = _array(states, f"{key}.{name}")
+            if not listed or any(state not in gamma_of for state in listed):
+                raise _fail(f"{key}.{name}", "must list 'different' and/or 'null'")
+            parsed[name] = frozenset(gamma_of[state] for state in listed)
+        contradictions.append(parsed)
     override = table.get("limit_override_weight")
     return MergeProtection(
         junk_values=junk_values,
         junk_patterns=junk_patterns,
         limits=limits,
+        contradictions=tuple(contradictions),
         limit_override_weight=None
         if override is None
         else _number(override, f"{path}.limit_override_weight"),
@@ -380,15 +446,28 @@ def _parse(data: Mapping[str, Any]) -> MatchSettings:
         for j, level in enumerate(comparison.levels):
             if level.kind == "swapped" and not any(c.column == level.other for c in comparisons):
                 raise _fail(f"comparisons[{i}].levels[{j}].with", "no comparison uses that column")
+    protection = _protection(data.get("merge_protection", {}), "merge_protection")
+    for i, combination in enumerate(protection.contradictions):
+        for name in combination:
+            if name not in names:
+                raise _fail(f"merge_protection.contradictions[{i}].{name}", "no comparison of that name")
 
     training_raw = _table(data.get("training", {}), "training")
     _only(
         training_raw,
-        {"u_sample_pairs", "max_iterations", "tolerance", "seed", "m_floor", "tf_floor"},
+        {"sessions", "u_sample_pairs", "max_iterations", "tolerance", "seed", "m_floor", "tf_floor"},
         "training",
     )
     defaults = Training()
+    sessions = []
+    for i, session in enumerate(_array(training_raw.get("sessions", []), "training.sessions")):
+        key = f"training.sessions[{i}]"
+        columns = _array(session, key)
+        if not columns:
+            raise _fail(key, "needs at least one column")
+        sessions.append(tuple(_composite_column(c, f"{key}[{j}]") for j, c in enumerate(columns)))
     training = Training(
+        sessions=tuple(sessions),
         u_sample_pairs=_integer(
             training_raw.get("u_sample_pairs", defaults.u_sample_pairs), "training.u_sample_pairs", low=1000
         ),
@@ -415,7 +494,6 @@ def _parse(data: Mapping[str, Any]) -> MatchSettings:
     )
     if clustering.contradiction_weight >= clustering.threshold:
         raise _fail("clustering.contradiction_weight", "must be below clustering.threshold")
-    protection = _protection(data.get("merge_protection", {}), "merge_protection")
     max_block = _integer(data.get("max_block_size", 1000), "max_block_size", low=2)
     return MatchSettings(
         blocking=blocking,

@@ -99,6 +99,26 @@ def _derive(name: str, base: EncodedColumn) -> EncodedColumn:
     return EncodedColumn(name, codes, vocab, counts)
 
 
+def _composite(name: str, parts: Sequence[EncodedColumn]) -> EncodedColumn:
+    """Several columns as one value (null when any part is null): "the same dwelling" is one fact."""
+    n = len(parts[0].codes)
+    key = np.zeros(n, dtype=np.int64)
+    valid = np.ones(n, dtype=bool)
+    for part in parts:
+        valid &= part.codes >= 0
+        _, key = np.unique(key * (len(part.vocab) + 1) + part.codes.astype(np.int64) + 1, return_inverse=True)
+        key = key.astype(np.int64)
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0:
+        return EncodedColumn(name, np.full(n, -1, dtype=np.int32), [], np.zeros(0, dtype=np.int64))
+    unique, first, inverse = np.unique(key[rows], return_index=True, return_inverse=True)
+    codes = np.full(n, -1, dtype=np.int32)
+    codes[rows] = inverse.astype(np.int32)
+    vocab = ["\x1f".join(part.vocab[int(part.codes[row])] for part in parts) for row in rows[first].tolist()]
+    counts = np.bincount(inverse, minlength=len(unique)).astype(np.int64)
+    return EncodedColumn(name, codes, vocab, counts)
+
+
 class RecordTable:
     """Records to resolve: a source and a record key per row, plus encoded match features.
 
@@ -136,12 +156,16 @@ class RecordTable:
         return len(self.keys)
 
     def column(self, name: str) -> EncodedColumn:
+        """A base, derived (``birth_year``) or composite (``street+street_number+postcode``) column."""
         column = self._columns.get(name)
         if column is None:
-            base = DERIVED_COLUMNS.get(name)
-            if base is None:
-                raise KeyError(name)
-            column = _derive(name, self.column(base))
+            if "+" in name:
+                column = _composite(name, [self.column(part) for part in name.split("+")])
+            else:
+                base = DERIVED_COLUMNS.get(name)
+                if base is None:
+                    raise KeyError(name)
+                column = _derive(name, self.column(base))
             self._columns[name] = column
         return column
 

@@ -32,6 +32,7 @@ from cdp.db import Database
 from cdp.db.models import IngestRun, Interaction, Source, SourceRecord
 from cdp.db.types import utcnow
 from cdp.errors import CdpError
+from cdp.identity.service import IdentityService
 from cdp.sources.interactions import InteractionRepository, NewInteraction
 from cdp.sources.mapping import SourceMapping
 from cdp.sources.prepare import Rejected, prepare_interaction, prepare_record
@@ -134,14 +135,23 @@ def _prepare(
 
 class IngestService:
     def __init__(
-        self, db: Database, vault: Vault, *, chunk_size: int = 500, today: date | None = None
+        self,
+        db: Database,
+        vault: Vault,
+        *,
+        chunk_size: int = 500,
+        today: date | None = None,
+        resolve: bool = True,
     ) -> None:
+        """``resolve``: run incremental identity resolution on every changed record, in the chunk's
+        transaction (the write path of DESIGN.md); off only for tools that resolve in batch afterwards."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         self.db = db
         self.vault = vault
         self.chunk_size = chunk_size
         self.today = today
+        self.resolver: IdentityService | None = IdentityService(db, vault) if resolve else None
 
     # -- sources -------------------------------------------------------------------------------------
 
@@ -373,6 +383,7 @@ class IngestService:
         today = self.today or date.today()
         prepared = [p for _, p in _prepare(rows, lambda v: prepare_record(v, mapping, today=today), rejected)]
         repo = RecordRepository(session, self.vault)
+        changed: list[uuid.UUID] = []
         for batch in _rounds(prepared, key=lambda p: p.record.source_record_id):
             existing = repo.existing(source_id, [p.record.source_record_id for p in batch])
             new: list[NewRecord] = []
@@ -388,9 +399,12 @@ class IngestService:
                     counts["unchanged"] += 1
                 else:
                     repo.update(found, record)
+                    changed.append(found.id)
                     counts["updated"] += 1
-            repo.insert(source_id, new)
+            changed += repo.insert(source_id, new)
             counts["inserted"] += len(new)
+        if self.resolver is not None:
+            self.resolver.resolve_records(session, changed)
 
     def _interactions(
         self,

@@ -21,6 +21,7 @@ batch result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,7 @@ def cluster(
 ) -> ClusterResult:
     """Greedy constrained clustering of ``n`` rows given scored pairs."""
     parent = list(range(n))
+    size = [1] * n
     members: dict[int, list[int]] = {}
 
     def find(x: int) -> int:
@@ -148,77 +150,116 @@ def cluster(
             parent[x], x = root, parent[x]
         return root
 
-    # Contradictions: strongly negative scores plus manual splits, as adjacency lists.
+    candidates = np.flatnonzero(weights >= threshold)
+    # Only rows that can merge at all need their contradictions: the rest stay singletons anyway.
+    linkable = np.zeros(n, dtype=bool)
+    linkable[left[candidates]] = True
+    linkable[right[candidates]] = True
+    for a, b in constraints.must_link:
+        linkable[a] = linkable[b] = True
     apart: dict[int, list[tuple[int, str]]] = {}
-    negative = np.flatnonzero(weights <= contradiction_weight)
+    negative = np.flatnonzero((weights <= contradiction_weight) & linkable[left] & linkable[right])
     for a, b in zip(left[negative].tolist(), right[negative].tolist(), strict=True):
         apart.setdefault(a, []).append((b, "contradiction"))
         apart.setdefault(b, []).append((a, "contradiction"))
     for a, b in constraints.cannot_link:
         apart.setdefault(a, []).append((b, "manual_split"))
         apart.setdefault(b, []).append((a, "manual_split"))
+    has_apart = [False] * n
+    for x in apart:
+        has_apart[x] = True
+    apart_members: dict[int, int] = {}
+    """Per root of a multi-row cluster: how many members have contradictions (skip the scan at zero)."""
 
-    limits = dict(constraints.limits)
-    limit_codes = {name: limit.codes.tolist() for name, limit in limits.items()}
-    values: dict[str, dict[int, set[int]]] = {name: {} for name in limits}
+    limits = list(constraints.limits.items())
+    limit_codes = [limit.codes.tolist() for _, limit in limits]
+    values: list[dict[int, set[int]]] = [{} for _ in limits]
     source_codes = constraints.sources.tolist() if constraints.sources is not None else None
     per_source = constraints.per_source
     source_counts: dict[int, dict[int, int]] = {}
+    override = constraints.limit_override_weight
 
-    def values_of(name: str, root: int) -> set[int]:
-        known = values[name].get(root)
+    def values_of(index: int, root: int) -> set[int]:
+        known = values[index].get(root)
         if known is None:
-            code = limit_codes[name][root]
-            known = {code} if code >= 0 else set()
+            code = limit_codes[index][root]
+            return {code} if code >= 0 else set()
         return known
 
     def sources_of(root: int) -> dict[int, int]:
         assert source_codes is not None
         return source_counts.get(root) or {source_codes[root]: 1}
 
-    override = constraints.limit_override_weight
-
     def blocked(ra: int, rb: int, weight: float) -> str | None:
-        small, big = (ra, rb) if len(members.get(ra, (ra,))) <= len(members.get(rb, (rb,))) else (rb, ra)
-        for x in members.get(small, [small]):
-            for y, why in apart.get(x, ()):
-                if find(y) == big:
-                    return why
+        small, big = (ra, rb) if size[ra] <= size[rb] else (rb, ra)
+        if (apart_members.get(small, 0) if size[small] > 1 else has_apart[small]) and (
+            apart_members.get(big, 0) if size[big] > 1 else has_apart[big]
+        ):
+            for x in members.get(small, [small]):
+                if has_apart[x]:
+                    for y, why in apart[x]:
+                        if find(y) == big:
+                            return why
         if per_source is not None:
             mine, theirs = sources_of(ra), sources_of(rb)
             if any(count + theirs.get(source, 0) > per_source for source, count in mine.items()):
                 return "limit:source"
-        for name, limit in limits.items():
-            a, b = values_of(name, ra), values_of(name, rb)
-            if a and b and a != b and limit.distinct(a | b) > limit.limit:
+        for index, (name, limit) in enumerate(limits):
+            if size[ra] == 1 and size[rb] == 1:
+                ca, cb = limit_codes[index][ra], limit_codes[index][rb]
+                if ca < 0 or cb < 0 or ca == cb:
+                    continue
+                merged = {ca, cb}
+            else:
+                va, vb = values_of(index, ra), values_of(index, rb)
+                if not va or not vb or va == vb:
+                    continue
+                merged = va | vb
+            if len(merged) > limit.limit and limit.distinct(merged) > limit.limit:
                 return f"override:{name}" if override is not None and weight >= override else f"limit:{name}"
         return None
 
     def merge(ra: int, rb: int) -> None:
-        if len(members.get(ra, (ra,))) < len(members.get(rb, (rb,))):
+        if size[ra] < size[rb]:
             ra, rb = rb, ra
-        for name in limits:
-            values[name][ra] = values_of(name, ra) | values_of(name, rb)
-            values[name].pop(rb, None)
+        for index in range(len(limits)):
+            if size[rb] == 1 and limit_codes[index][rb] < 0:
+                continue
+            values[index][ra] = values_of(index, ra) | values_of(index, rb)
+            values[index].pop(rb, None)
         if per_source is not None:
             counts = dict(sources_of(ra))
             for source, count in sources_of(rb).items():
                 counts[source] = counts.get(source, 0) + count
             source_counts[ra] = counts
             source_counts.pop(rb, None)
+        apart_a = apart_members.pop(ra, 0) if size[ra] > 1 else int(has_apart[ra])
+        apart_b = apart_members.pop(rb, 0) if size[rb] > 1 else int(has_apart[rb])
+        apart_members[ra] = apart_a + apart_b
         members.setdefault(ra, [ra]).extend(members.pop(rb, [rb]))
+        size[ra] += size[rb]
         parent[rb] = ra
 
+    def split_by_hand(ra: int, rb: int) -> bool:
+        small, big = (ra, rb) if size[ra] <= size[rb] else (rb, ra)
+        for x in members.get(small, [small]):
+            if has_apart[x] and any(why == "manual_split" and find(y) == big for y, why in apart[x]):
+                return True
+        return False
+
     links = 0
-    manual_apart = {(min(a, b), max(a, b)) for a, b in constraints.cannot_link}
+    refused: list[RefusedLink] = []
     for a, b in constraints.must_link:
         ra, rb = find(a), find(b)
-        if ra != rb and (min(a, b), max(a, b)) not in manual_apart:
-            merge(ra, rb)
-            links += 1
+        if ra == rb:
+            continue
+        # A chain of manual merges must not cross a manual split either: the split is the later word.
+        if split_by_hand(ra, rb):
+            refused.append(RefusedLink(a, b, math.inf, "manual_split"))
+            continue
+        merge(ra, rb)
+        links += 1
 
-    refused: list[RefusedLink] = []
-    candidates = np.flatnonzero(weights >= threshold)
     priority = [mask[candidates] for mask in constraints.priority]
     order = candidates[
         _edge_order(weights[candidates], priority, left[candidates], right[candidates], constraints.tie_break)
@@ -235,6 +276,14 @@ def cluster(
         merge(ra, rb)
         links += 1
 
+    seen: set[tuple[int, int, str]] = set()
+    unique_refused = []
+    for item in refused:
+        key = (min(item.left, item.right), max(item.left, item.right), item.reason)
+        if key not in seen:
+            seen.add(key)
+            unique_refused.append(item)
+    refused = unique_refused
     roots = np.fromiter((find(x) for x in range(n)), dtype=np.int64, count=n)
     _, first_seen, labels = np.unique(roots, return_index=True, return_inverse=True)
     # Label clusters in order of their first row, so labels do not depend on union-find internals.

@@ -56,7 +56,8 @@ def _date_parts(vocab: list[str]) -> tuple[npt.NDArray[np.int64], ...]:
     month = months.astype(np.int64) % 12 + 1
     day = (days - months.astype("datetime64[D]")).astype(np.int64) + 1
     valid = ~np.isnat(days)
-    return np.where(valid, year, -1), np.where(valid, month, -1), np.where(valid, day, -1)
+    # datetime64 years count from 1970 (negative before): shift to calendar years.
+    return np.where(valid, year + 1970, -1), np.where(valid, month, -1), np.where(valid, day, -1)
 
 
 def _initials(vocab: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -74,6 +75,10 @@ def _phonetic_codes(vocab: list[str]) -> npt.NDArray[np.int64]:
     )
 
 
+NICKNAME_KEY_CAP = 2000
+"""A nickname key shared by more distinct names than this is no evidence (and would cost quadratic time)."""
+
+
 def _nickname_pairs(vocab: list[str]) -> npt.NDArray[np.int64]:
     """Sorted codes ``lo * (V+1) + hi`` of vocabulary pairs whose nickname key sets intersect."""
     holders: dict[str, list[int]] = {}
@@ -83,7 +88,7 @@ def _nickname_pairs(vocab: list[str]) -> npt.NDArray[np.int64]:
     size = len(vocab) + 1
     codes: set[int] = set()
     for ids in holders.values():
-        if 1 < len(ids) <= 2000:  # a key shared by thousands of names is no evidence
+        if 1 < len(ids) <= NICKNAME_KEY_CAP:
             for x in range(len(ids)):
                 for y in range(x + 1, len(ids)):
                     codes.add(min(ids[x], ids[y]) * size + max(ids[x], ids[y]))
@@ -176,6 +181,20 @@ def _translation(source: EncodedColumn, target: EncodedColumn) -> Codes:
     return table
 
 
+EQUAL_SATISFIES = frozenset(
+    {
+        "jaro_winkler",
+        "damerau_levenshtein",
+        "levenshtein",
+        "nickname",
+        "phonetic",
+        "initial",
+        "date_within_days",
+    }
+)
+"""Level kinds that two identical values always satisfy (``date_transposed`` needs two different dates)."""
+
+
 def compare_column(table: RecordTable, comparison: Comparison, left: Codes, right: Codes) -> Gammas:
     """Gamma of one comparison for the row pairs ``(left[i], right[i])``."""
     null = np.ones(len(left), dtype=bool)
@@ -210,6 +229,10 @@ def compare_column(table: RecordTable, comparison: Comparison, left: Codes, righ
             pairs, rows = distinct[name]
             hit = np.zeros(len(left), dtype=bool)
             hit[rows] = pairs.satisfies(level)[pairs.inverse]
+            if level.kind in EQUAL_SATISFIES:
+                # Identical values meet every similarity level (a level on another column than an
+                # earlier exact level can see equal values: same street, different postcode).
+                hit |= present & (cl == cr)
             hit &= undecided
         gamma[hit] = top - i
         undecided &= ~hit
@@ -224,15 +247,54 @@ def compare(table: RecordTable, comparisons: Sequence[Comparison], left: Codes, 
     return out
 
 
+def _as_date(value: str) -> date | None:
+    with contextlib.suppress(ValueError):
+        return date.fromisoformat(value)
+    return None
+
+
+def value_level_satisfied(level: Level, a: str, b: str) -> bool:
+    """One level on two values — the scalar twin of the vectorized evaluation above (same library calls)."""
+    kind = level.kind
+    if kind == "exact":
+        return a == b
+    if kind == "swapped":
+        return False  # needs the other column: not a property of two values
+    if a == b:
+        return kind in EQUAL_SATISFIES
+    if kind == "jaro_winkler":
+        assert level.threshold is not None
+        return bool(JaroWinkler.normalized_similarity(a, b) >= level.threshold - 1e-12)
+    if kind == "damerau_levenshtein":
+        return bool(DamerauLevenshtein.distance(a, b) <= (level.threshold or 0))
+    if kind == "levenshtein":
+        return bool(Levenshtein.distance(a, b) <= (level.threshold or 0))
+    if kind == "nickname":
+        return bool(_nickname_keys(a) & _nickname_keys(b))
+    if kind == "phonetic":
+        code = _metaphone(a)
+        return bool(code) and code == _metaphone(b)
+    if kind == "initial":
+        return bool(a and b) and min(len(a), len(b)) <= 2 and a[0] == b[0]
+    da, db = _as_date(a), _as_date(b)
+    if da is None or db is None:
+        return False
+    if kind == "date_transposed":
+        return norm.day_month_swapped(da, db)
+    if kind == "date_within_days":
+        return abs((da - db).days) <= (level.threshold or 0)
+    raise ValueError(f"unknown level kind {kind!r}")
+
+
 def values_compatible(comparison: Comparison) -> Callable[[str, str], bool]:
     """Whether two values of the comparison's column reach any level above 'different' (memoized)."""
 
     @lru_cache(maxsize=1 << 16)
     def compatible(a: str, b: str) -> bool:
-        if a == b:
-            return True
-        pair = RecordTable.build([("", "a", {comparison.column: a}), ("", "b", {comparison.column: b})])
-        one = np.zeros(1, dtype=np.int32)
-        return bool(compare_column(pair, comparison, one, one + 1)[0] > 0)
+        return any(
+            value_level_satisfied(level, a, b)
+            for level in comparison.levels
+            if comparison.level_column(level) == comparison.column
+        )
 
     return compatible

@@ -18,6 +18,8 @@ from cdp.identity.fellegi_sunter import MatchModel, probability, tf_adjustments
 from cdp.identity.settings import MatchSettings
 from cdp.identity.table import RecordTable
 
+PRIOR_LABEL = "prior odds that two records match"
+
 
 @dataclass(frozen=True, slots=True)
 class Term:
@@ -86,7 +88,7 @@ def explain_pair(
     a = np.array([left], dtype=np.int32)
     b = np.array([right], dtype=np.int32)
     gammas = compare(table, model.comparisons, a, b)
-    terms = [Term("prior", "prior odds of a candidate pair", model.prior_weight)]
+    terms = [Term("prior", PRIOR_LABEL, model.prior_weight)]
     level_weights = model.level_weights()
     for c, comparison in enumerate(model.comparisons):
         g = int(gammas[c, 0])

@@ -54,6 +54,13 @@ _street = lru_cache(maxsize=_CACHE)(norm.normalize_street)
 _split_full_name = lru_cache(maxsize=_CACHE)(norm.split_full_name)
 
 
+def _street_match(street: str | None) -> str | None:
+    """Street key without spaces: "ainsworth street" and "ainsworthstreet" are one street to a matcher."""
+    if not street:
+        return None
+    return street.replace(" ", "") or None
+
+
 def _lenient(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -79,7 +86,7 @@ def features_from_normalized(
         "national_id": normalized.get("national_id"),
         "postcode": normalized.get("postcode"),
         "city": normalized.get("city"),
-        "street": normalized.get("street_key"),
+        "street": _street_match(normalized.get("street_key")),
         "street_number": _lenient(_name_key, normalized["street_number"])
         if normalized.get("street_number")
         else None,
@@ -135,9 +142,7 @@ class RawFeatureExtractor:
         return parsed.match_key if parsed else None
 
     def _phone_key(self, text: str, region: str) -> str | None:
-        if norm.phone_is_placeholder(text):
-            self._fail("phone", "placeholder")
-            return None
+        # normalize_phone itself refuses filler digits and fictional numbers; no separate placeholder pass.
         result: str | None = self._attempt("phone", norm.normalize_phone, text, default_region=region)
         return result
 
@@ -179,7 +184,7 @@ class RawFeatureExtractor:
             parts = self._attempt("address_line1", _address, line1)
             if parts is not None:
                 if parts.street:
-                    street = self._attempt("address_line1", _street, parts.street, country)
+                    street = _street_match(self._attempt("address_line1", _street, parts.street, country))
                 street_number = street_number or parts.street_number
 
         postcode = None

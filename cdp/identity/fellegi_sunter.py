@@ -104,14 +104,20 @@ class MatchModel:
     m: list[Floats]
     u: list[Floats]
     prior: float
-    """Probability that a candidate pair is a match (EM's lambda)."""
+    """Probability that a candidate pair is a match (EM's lambda over the candidate pairs)."""
     em: EMResult = field(default_factory=lambda: EMResult(0, False, math.inf))
     frequencies: FrozenFrequencies | None = None
     """Frozen term frequencies; ``None`` means "use the frequencies of the table being scored"."""
+    match_rate: float | None = None
+    """P(two records drawn at random are the same person) = expected matches / all comparable pairs.
+
+    The prior of every match weight. Unlike the candidate-pair share it does not move when a blocking
+    rule adds or removes non-matching pairs, so a threshold in bits keeps its meaning across settings."""
 
     @property
     def prior_weight(self) -> float:
-        return math.log2(self.prior / (1.0 - self.prior))
+        rate = self.match_rate if self.match_rate is not None else self.prior
+        return math.log2(rate / (1.0 - rate))
 
     def level_weights(self) -> list[Floats]:
         """``log2(m/u)`` per comparison and level."""
@@ -120,6 +126,7 @@ class MatchModel:
     def to_dict(self) -> dict[str, Any]:
         return {
             "prior": self.prior,
+            "match_rate": self.match_rate,
             "comparisons": [
                 {
                     "name": c.name,
@@ -149,6 +156,7 @@ class MatchModel:
             u,
             float(data["prior"]),
             EMResult(int(em.get("iterations", 0)), bool(em.get("converged", False)), 0.0),
+            match_rate=None if data.get("match_rate") is None else float(data["match_rate"]),
         )
 
 
@@ -240,11 +248,16 @@ class Patterns:
 def compress(gammas: Gammas, satisfied: npt.NDArray[np.int64], comparisons: Sequence[Comparison]) -> Patterns:
     _, key = np.unique(satisfied, return_inverse=True)
     key = key.astype(np.int64)
+    span = int(key.max()) + 1 if len(key) else 1
     for c, comparison in enumerate(comparisons):
-        key = key * (comparison.level_count + 1) + (gammas[c].astype(np.int64) + 1)
-        # Re-densify so that many comparisons with many levels cannot overflow int64.
-        _, key = np.unique(key, return_inverse=True)
-        key = key.astype(np.int64)
+        radix = comparison.level_count + 1
+        if span * radix >= 1 << 62:
+            # Re-densify only when the mixed-radix key would overflow int64 (many comparisons).
+            _, key = np.unique(key, return_inverse=True)
+            key = key.astype(np.int64)
+            span = int(key.max()) + 1
+        key = key * radix + (gammas[c].astype(np.int64) + 1)
+        span *= radix
     _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
     return Patterns(gammas[:, first], satisfied[first], counts.astype(np.float64), inverse)
 
@@ -415,7 +428,19 @@ def train(
     prior = estimate_prior(
         compress(gammas, np.zeros(len(pairs), dtype=np.int64), comparisons), m, u, training
     )
-    return MatchModel(tuple(comparisons), m, u, prior, EMResult(iterations, converged, 0.0))
+    comparable = comparable_pairs(table, link_only=link_only)
+    expected = max(prior * len(pairs), 1.0)
+    rate = min(expected / comparable, 0.5) if comparable else prior
+    return MatchModel(tuple(comparisons), m, u, prior, EMResult(iterations, converged, 0.0), match_rate=rate)
+
+
+def comparable_pairs(table: RecordTable, *, link_only: bool) -> float:
+    """How many pairs could be compared at all: n(n-1)/2, or only those across sources when linking."""
+    n = float(len(table))
+    if not link_only:
+        return n * (n - 1) / 2
+    sizes = np.bincount(table.sources.codes).astype(np.float64)
+    return float((sizes.sum() ** 2 - (sizes**2).sum()) / 2)
 
 
 # ------------------------------------------------------------------------------------------------------

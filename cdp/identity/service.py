@@ -72,6 +72,14 @@ class EntityNotFound(IdentityError):
     pass
 
 
+class RecordNotFound(EntityNotFound):
+    """A record id that does not exist (or was erased)."""
+
+
+class NoMatchModel(IdentityError):
+    """Nothing is trained yet: `cdp resolve` (a batch run) trains the first model."""
+
+
 def block_kind(rule: BlockingRule) -> str:
     """Blind-index kind of a blocking rule's keys (fits the 32-character kind column)."""
     return _BLOCK_PREFIX + hashlib.sha256(rule.name.encode("utf-8")).hexdigest()[:24]
@@ -629,10 +637,10 @@ class IdentityService:
         with self.db.read() as session:
             model = self.active_model(session)
             if model is None:
-                raise IdentityError("no match model yet: run `cdp resolve` first")
+                raise NoMatchModel("no match model yet: run `cdp resolve` first")
             table = self._load(session, [record_a, record_b])
         if len(table) != 2:
-            raise IdentityError("both records must exist")
+            raise RecordNotFound("both records must exist")
         index = {key: i for i, key in enumerate(table.keys)}
         return explain_pair(table, model, self.settings, index[str(record_a)], index[str(record_b)])
 
@@ -780,7 +788,7 @@ class IdentityService:
         known = self._subjects(session, sorted({r for p in pairs for r in p}, key=str))
         missing = {r for p in pairs for r in p} - set(known)
         if missing:
-            raise IdentityError(f"unknown record id {sorted(missing, key=str)[0]}")
+            raise RecordNotFound(f"unknown record id {sorted(missing, key=str)[0]}")
         now = utcnow()
         for a, b in pairs:
             a, b = _ordered(a, b)

@@ -142,7 +142,7 @@ class Training:
 
 @dataclass(frozen=True, slots=True)
 class Clustering:
-    threshold: float = 6.0
+    threshold: float = 12.0
     """Minimum match weight (log2 Bayes factor incl. prior) for a pair to link."""
     contradiction_weight: float = -8.0
     """Two records scored at or below this weight never end up in one entity, whatever chain joins them."""

@@ -13,6 +13,7 @@ from api.config import ApiConfig
 from api.context import EXTENSION_KEY
 from api.health import blp as health_blp
 from api.hooks import register_hooks
+from api.identity import blp as identity_blp
 from api.ingest import blp as ingest_blp
 from api.oauth import blp as oauth_blp
 from api.oauth import create_authorization_server
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api = CdpApi(app)
     api.register_blueprint(health_blp)
     api.register_blueprint(ingest_blp)
+    api.register_blueprint(identity_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdp import __version__
@@ -29,6 +30,7 @@ from cdp.platform import Platform
 from cdp.vault import rotation
 
 if TYPE_CHECKING:
+    from cdp.identity.service import IdentityService
     from cdp.sources.ingest import IngestSummary
 
 out = Console(soft_wrap=True)
@@ -558,6 +560,243 @@ def resolve_file(
         f"{report['records']:,} records → {report['entities']:,} entities "
         f"(largest {report['largest_entity']}); {report['candidate_pairs']:,} candidate pairs; "
         f"{report['timings_seconds']['wall']:.2f} s; written to {out}",
+        markup=False,
+        highlight=False,
+    )
+
+
+# --- identity resolution over the vault -------------------------------------------------------------
+
+
+def _print_table(table: Table) -> None:
+    """Print a table at its natural width when the terminal (or a pipe's 80 columns) is narrower: a
+    folded or truncated record id cannot be pasted into the next command."""
+    need = Console(width=100_000).measure(table).maximum
+    if need <= out.width:
+        out.print(table)
+        return
+    # Same defaults as `out` (so the same colour and terminal detection), only wider.
+    Console(file=out.file, width=need, soft_wrap=True).print(table)
+
+
+def _id(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise CdpError(f"{what} is not a valid id (expected a UUID)") from None
+
+
+def _default_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def _identity(platform: Platform) -> IdentityService:
+    from cdp.identity.service import IdentityService
+
+    return IdentityService(platform.db, platform.vault)
+
+
+def _cell(value: object) -> Text:
+    """A table cell shown literally: ids and values are never parsed as console markup."""
+    return Text("" if value is None else str(value))
+
+
+@cli.command("resolve")
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Train a new match model on the current data first (otherwise the active one is reused; "
+    "the first run always trains).",
+)
+@click.pass_obj
+def resolve_vault(state: _State, retrain: bool) -> None:
+    """Re-resolve every record in the vault into entities (batch); prints counts and timings only.
+
+    Manual merges and splits are kept. Ingestion resolves new records incrementally once a model exists.
+    """
+    with _platform(state) as platform:
+        report = _identity(platform).resolve_all(retrain=retrain)
+    table = Table(title="identity resolution" + (" (retrained)" if retrain else ""), show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("records", f"{report['records']:,}")
+    table.add_row("entities", f"{report['entities']:,}")
+    table.add_row("largest entity", f"{report['largest_entity']:,}")
+    table.add_row("singletons", f"{report['singletons']:,}")
+    table.add_row("candidate pairs", f"{report['candidate_pairs']:,}")
+    table.add_row("pairs above threshold", f"{report['pairs_above_threshold']:,}")
+    table.add_row("pairs for review", f"{report['pairs_for_review']:,}")
+    table.add_row("stored edges", f"{report.get('stored_edges', 0):,}")
+    refused: dict[str, int] = report["refused_links"]
+    table.add_section()
+    if refused:
+        for reason, count in sorted(refused.items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(f"refused links: {reason}", f"{count:,}")
+    else:
+        table.add_row("refused links", "0")
+    table.add_section()
+    for stage, seconds in report["timings_seconds"].items():
+        table.add_row(f"time: {stage}", f"{seconds:.3f} s")
+    out.print(table)
+
+
+@cli.group()
+def identity() -> None:
+    """Entities: review queue, explanations, manual merges and splits, golden profiles."""
+
+
+@identity.command("review")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.pass_obj
+def identity_review(state: _State, limit: int) -> None:
+    """Undecided pairs to look at: refused links and weights near the threshold (ids and weights only)."""
+    with _platform(state) as platform:
+        items = _identity(platform).review_queue(limit)
+    if not items:
+        out.print("nothing to review")
+        return
+    plural = "" if len(items) == 1 else "s"
+    table = Table(title=f"review queue ({len(items)} pair{plural}, nearest the threshold first)")
+    for column in ("record_a", "record_b", "weight", "linked", "refused"):
+        table.add_column(column, justify="right" if column == "weight" else "left")
+    for item in items:
+        table.add_row(
+            str(item.record_a),
+            str(item.record_b),
+            f"{item.weight:+.2f}",
+            "yes" if item.linked else "no",
+            item.refused or "",
+        )
+    _print_table(table)
+    out.print("decide with `cdp identity explain A B`, then `cdp identity merge` or `cdp identity split`")
+
+
+@identity.command("explain")
+@click.argument("record_a")
+@click.argument("record_b")
+@click.pass_obj
+def identity_explain(state: _State, record_a: str, record_b: str) -> None:
+    """Why two records are (not) linked: the waterfall of evidence in bits (labels, never values)."""
+    a, b = _id(record_a, "RECORD_A"), _id(record_b, "RECORD_B")
+    with _platform(state) as platform:
+        explanation = _identity(platform).explain(a, b)
+    out.print(f"{a} vs {b} (threshold {explanation.threshold:+.2f})", markup=False, highlight=False)
+    out.print(explanation.waterfall(), markup=False, highlight=False)
+
+
+@identity.command("explain-entity")
+@click.argument("entity")
+@click.pass_obj
+def identity_explain_entity(state: _State, entity: str) -> None:
+    """Why an entity holds its records: the scored links between them and any manual decisions."""
+    entity_id = _id(entity, "ENTITY")
+    with _platform(state) as platform:
+        explained = _identity(platform).explain_entity(entity_id)
+    records = explained["records"]
+    out.print(f"entity {entity_id}: {len(records)} record(s)", markup=False, highlight=False)
+    for record_id in records:
+        out.print(f"  {record_id}", markup=False, highlight=False)
+    if explained["links"]:
+        links = Table(title="scored pairs between its records")
+        for column in ("record_a", "record_b", "weight", "refused"):
+            links.add_column(column, justify="right" if column == "weight" else "left")
+        for link in sorted(explained["links"], key=lambda lk: -lk["match_weight"]):
+            links.add_row(
+                link["record_a"], link["record_b"], f"{link['match_weight']:+.2f}", link["refused"] or ""
+            )
+        _print_table(links)
+    if explained["decisions"]:
+        decisions = Table(title="manual decisions")
+        for column in ("record_a", "record_b", "kind", "actor"):
+            decisions.add_column(column)
+        for d in explained["decisions"]:
+            decisions.add_row(d["record_a"], d["record_b"], d["kind"], _cell(d["actor"]))
+        _print_table(decisions)
+
+
+_REASON = click.option(
+    "--reason", required=True, help="Why (at most 300 characters); kept with the decision."
+)
+_ACTOR = click.option("--actor", default=None, help="Who decides (default: cli:<login name>).")
+
+
+@identity.command("merge")
+@click.argument("record_a")
+@click.argument("record_b")
+@_REASON
+@_ACTOR
+@click.pass_obj
+def identity_merge(state: _State, record_a: str, record_b: str, reason: str, actor: str | None) -> None:
+    """Decide by hand that RECORD_A and RECORD_B are the same person (kept through later batch runs)."""
+    a, b = _id(record_a, "RECORD_A"), _id(record_b, "RECORD_B")
+    with _platform(state) as platform:
+        entity_id = _identity(platform).merge(a, b, actor=actor or _default_actor(), reason=reason)
+    out.print(f"merged: both records are entity {entity_id}", markup=False, highlight=False)
+
+
+@identity.command("split")
+@click.argument("entity")
+@click.argument("records", nargs=-1, required=True)
+@_REASON
+@_ACTOR
+@click.pass_obj
+def identity_split(
+    state: _State, entity: str, records: tuple[str, ...], reason: str, actor: str | None
+) -> None:
+    """Decide by hand that RECORDS are not the same person as the rest of ENTITY."""
+    entity_id = _id(entity, "ENTITY")
+    record_ids = [_id(value, "RECORD") for value in records]
+    with _platform(state) as platform:
+        entities = _identity(platform).split(
+            entity_id, record_ids, actor=actor or _default_actor(), reason=reason
+        )
+    out.print(f"split into {len(entities)} entities:", markup=False, highlight=False)
+    for split_entity in entities:
+        out.print(f"  {split_entity}", markup=False, highlight=False)
+
+
+@identity.command("show")
+@click.argument("entity")
+@click.option(
+    "--reveal",
+    is_flag=True,
+    help="Also print the values. Without it only attribute names and provenance are shown.",
+)
+@click.pass_obj
+def identity_show(state: _State, entity: str, reveal: bool) -> None:
+    """The golden profile of ENTITY: each surviving attribute, the record and source it came from and the
+    strategy that decided it.
+
+    Values are printed only with --reveal. That adds no new power — whoever runs this command holds the
+    keyring and the database and could decrypt the records anyway — but the default output stays
+    value-free, so it can be pasted into a ticket or a chat.
+    """
+    entity_id = _id(entity, "ENTITY")
+    with _platform(state) as platform:
+        profile = _identity(platform).golden(entity_id)
+    table = Table(title=f"golden profile of entity {entity_id}")
+    columns = ["attribute", "source", "source record id", "record id", "decided by"]
+    for column in [*columns, "value"] if reveal else columns:
+        table.add_column(column)
+    for name, value in profile.attributes.items():
+        row = [
+            _cell(name),
+            _cell(value.source),
+            _cell(value.source_record_id),
+            _cell(value.record_id),
+            _cell(value.strategy),
+        ]
+        if reveal:
+            row.append(_cell(value.value))
+        table.add_row(*row)
+    _print_table(table)
+    out.print(
+        f"{len(profile.record_ids)} record(s) from {', '.join(profile.sources) or 'no source'}",
         markup=False,
         highlight=False,
     )

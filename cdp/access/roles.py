@@ -22,19 +22,26 @@ SCOPES: dict[str, str] = {
     "consent:manage": "Record consent on a customer's behalf",
     "self:read": "A customer reads their own data",
     "self:write": "A customer manages their own consents and requests",
+    "identity:read": "See how records were resolved: entities' record ids, match explanations and the "
+    "review queue — weights and labels, never values",
+    "identity:manage": "Merge and split entities by hand",
 }
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "department_agent": frozenset({"ingest", "sources:read", "profiles:read", "profiles:write"}),
     "support_agent": frozenset({"ingest", "sources:read", "profiles:read"}),
     "marketing_analyst": frozenset({"analytics:read", "profiles:read"}),
-    "compliance_officer": frozenset({"audit:read", "sources:read", "profiles:read"}),
-    "dpo": frozenset({"audit:read", "dsr:manage", "consent:manage", "sources:read", "profiles:read"}),
-    "admin": frozenset({"ingest", "sources:read", "sources:manage", "audit:read"}),
+    "compliance_officer": frozenset({"audit:read", "sources:read", "profiles:read", "identity:read"}),
+    "dpo": frozenset(
+        {"audit:read", "dsr:manage", "consent:manage", "sources:read", "profiles:read", "identity:read"}
+    ),
+    "admin": frozenset({"ingest", "sources:read", "sources:manage", "audit:read", "identity:read"}),
+    "data_steward": frozenset({"identity:read", "identity:manage", "sources:read"}),
     "customer": frozenset({"self:read", "self:write"}),
 }
 """Upper bound of what each role may be granted. ``admin`` administers the platform; it does not read
-customer profiles (separation of duties)."""
+customer profiles (separation of duties). ``data_steward`` fixes identity resolution by hand — merges and
+splits on record ids and match evidence — without reading profiles either."""
 
 DEPARTMENTS = ("sales", "support", "billing", "marketing", "compliance", "it")
 SERVICE_ROLES = frozenset(ROLE_SCOPES) - {"customer"}

@@ -15,6 +15,7 @@ bench:
 	.venv/bin/python -m bench.vault_throughput
 	.venv/bin/python -m bench.key_rotation
 	.venv/bin/python -m bench.ingest_throughput
+	.venv/bin/python -m bench.resolution
 
 venv:
 	bash scripts/venv.sh

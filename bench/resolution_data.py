@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cdp.canonical import CANONICAL_FIELDS
+
 Mode = Literal["link", "dedupe", "link_and_dedupe"]
 
 FEBRL_SETS = ("febrl1", "febrl2", "febrl3", "febrl4")
@@ -55,23 +57,7 @@ FEBRL_FIELDS = {
     "date_of_birth": "date_of_birth",
     "national_id": "soc_sec_id",
 }
-# The canonical attributes (cdp.db.models.CANONICAL_FIELDS), repeated so this module imports nothing heavy.
-CANONICAL_ATTRIBUTES = (
-    "first_name",
-    "last_name",
-    "full_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "street_number",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postcode",
-    "state",
-    "country",
-    "national_id",
-)
+CANONICAL_ATTRIBUTES = CANONICAL_FIELDS
 DEMO_COLUMNS = ("record_id", *CANONICAL_ATTRIBUTES)
 _FEBRL_ENTITY = re.compile(r"^rec-(\d+)-")
 _DEMO_FORMAT_VERSION = 1  # bump when the conversion below changes, so cached data sets are rebuilt

@@ -458,6 +458,13 @@ def _seed(platform: Platform, people: int, seed_value: int) -> None:
     if result.quarantined:
         reasons = ", ".join(f"{count:,} {reason}" for reason, count in result.quarantined.most_common())
         out.print(f"quarantined (the generator plants bad data on purpose): {reasons}")
+    if result.resolution is not None:
+        resolved = result.resolution
+        out.print(
+            f"resolved: {resolved['records']:,} records → {resolved['entities']:,} customers "
+            f"(largest {resolved['largest_entity']} records; "
+            f"{resolved['pairs_for_review']:,} pairs to review)"
+        )
     out.print(f"ground truth (who is who, for evaluating identity resolution): {result.ground_truth}")
 
 

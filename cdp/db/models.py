@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from cdp.canonical import CANONICAL_FIELDS as CANONICAL_FIELDS
 from cdp.db.types import UTCDateTime, utcnow
 
 NAMING = {
@@ -67,22 +68,6 @@ class Source(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-CANONICAL_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "full_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "street_number",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postcode",
-    "state",
-    "country",
-    "national_id",
-)
 """The canonical customer attributes; each has an ``enc_<name>`` column on source_record."""
 
 ENCRYPTED_RECORD_FIELDS: tuple[str, ...] = ("source_record_id", *CANONICAL_FIELDS, "attributes")

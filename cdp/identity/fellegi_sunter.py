@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from cdp.identity.blocking import CandidatePairs
 from cdp.identity.comparisons import Gammas, compare
-from cdp.identity.settings import DERIVED_COLUMNS, BlockingRule, Comparison, Training
+from cdp.identity.settings import DERIVED_COLUMNS, PAIR_DERIVED_COLUMNS, BlockingRule, Comparison, Training
 from cdp.identity.table import Codes, RecordTable
 
 Floats = npt.NDArray[np.float64]
@@ -263,7 +263,7 @@ def compress(gammas: Gammas, satisfied: npt.NDArray[np.int64], comparisons: Sequ
 
 
 def _rule_columns(rule: BlockingRule) -> set[str]:
-    return {DERIVED_COLUMNS.get(c, c) for c in rule.columns}
+    return _base_columns(rule.columns)
 
 
 def _log_terms(params: Sequence[Floats], gammas: npt.NDArray[np.int8]) -> Floats:
@@ -334,7 +334,11 @@ def expectation_maximisation(
 
 def _base_columns(names: Sequence[str]) -> set[str]:
     """The base match columns behind column names (derived and composite ones included)."""
-    return {DERIVED_COLUMNS.get(part, part) for name in names for part in name.split("+")}
+    bases: set[str] = set()
+    for name in names:
+        for part in name.split("+"):
+            bases.update(PAIR_DERIVED_COLUMNS.get(part, (DERIVED_COLUMNS.get(part, part),)))
+    return bases
 
 
 def _agreeing(table: RecordTable, pairs: CandidatePairs, columns: Sequence[str]) -> npt.NDArray[np.bool_]:

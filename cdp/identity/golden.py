@@ -34,6 +34,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any, Final
 
+from cdp.canonical import CANONICAL_FIELDS
 from cdp.errors import CdpError
 from cdp.identity.normalize import NormalizationError, name_match_key
 
@@ -51,24 +52,9 @@ __all__ = [
     "golden_profile",
 ]
 
-CANONICAL_ATTRIBUTES: Final[tuple[str, ...]] = (
-    "first_name",
-    "last_name",
-    "full_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "street_number",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postcode",
-    "state",
-    "country",
-    "national_id",
-)
-"""The canonical customer attributes (same as ``cdp.db.models.CANONICAL_FIELDS``, repeated here so this
-module stays free of the database layer). Other keys in :attr:`MemberRecord.values` are ignored."""
+CANONICAL_ATTRIBUTES: Final[tuple[str, ...]] = CANONICAL_FIELDS
+"""The canonical customer attributes (:mod:`cdp.canonical`). Other keys in :attr:`MemberRecord.values`
+are ignored."""
 
 ADDRESS_ATTRIBUTES: Final[tuple[str, ...]] = (
     "street_number",

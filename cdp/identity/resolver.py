@@ -114,7 +114,7 @@ def decision_weights_for(
         settings.comparisons,
         protection.contradictions,
         contradiction_weight=settings.clustering.contradiction_weight,
-        override=protection.limit_override_weight,
+        override=protection.contradiction_override_weight,
     )
 
 

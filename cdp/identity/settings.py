@@ -32,7 +32,13 @@ DERIVED_COLUMNS: Final = {
 }
 """Columns computed from a base column (once per distinct value), usable in blocking rules."""
 
-BLOCKING_COLUMNS: Final = frozenset(MATCH_COLUMNS) | frozenset(DERIVED_COLUMNS)
+PAIR_DERIVED_COLUMNS: Final = {"name_set": ("first_name", "last_name")}
+"""Columns computed from two base columns: ``name_set`` is the given and family name as an unordered
+pair, so "Oliver Rickett" and "Rickett Oliver" (swapped by a form or a legacy system) share a key."""
+
+BLOCKING_COLUMNS: Final = (
+    frozenset(MATCH_COLUMNS) | frozenset(DERIVED_COLUMNS) | frozenset(PAIR_DERIVED_COLUMNS)
+)
 
 LEVEL_KINDS: Final = {
     "exact": "values equal",
@@ -160,11 +166,14 @@ class MergeProtection:
     """A link at least this strong (bits) may exceed an identifier limit — recorded as an override. Real
     data has people whose national id was mistyped beyond recognition in one system; 40 bits of agreement
     on everything else outweighs the belief that one person has one id. ``None``: limits are absolute."""
+    contradiction_override_weight: float | None = None
+    """A contradicted pair (see ``contradictions``) still links at or above this weight."""
     contradictions: tuple[Mapping[str, frozenset[int]], ...] = ()
     """Rules that mark two records as different people (unless the link is stronger than
-    ``limit_override_weight``): comparison name -> the gammas it must be at (0 = 'different', -1 = null),
-    all of them at once. The household rule — given names differ and no personal identifier agrees — stops
-    partners and children, who share surname, address and landline, from adding up to one person."""
+    ``contradiction_override_weight``): comparison name -> the gammas it must be at (0 = 'different',
+    -1 = null), all of them at once. The household rule — given names differ and no personal identifier
+    agrees — stops partners and children, who share surname, address and landline, from adding up to one
+    person."""
     priority: tuple[str, ...] = ()
     """Identifiers whose exact agreement links first: a link through a higher-priority identifier wins
     when two links would together break a limit."""
@@ -366,7 +375,15 @@ def _protection(raw: Any, path: str) -> MergeProtection:
     table = _table(raw, path)
     _only(
         table,
-        {"junk_values", "junk_patterns", "limits", "priority", "limit_override_weight", "contradictions"},
+        {
+            "junk_values",
+            "junk_patterns",
+            "limits",
+            "priority",
+            "limit_override_weight",
+            "contradictions",
+            "contradiction_override_weight",
+        },
         path,
     )
     columns = (*MATCH_COLUMNS, "*")
@@ -411,11 +428,15 @@ def _protection(raw: Any, path: str) -> MergeProtection:
             parsed[name] = frozenset(gamma_of[state] for state in listed)
         contradictions.append(parsed)
     override = table.get("limit_override_weight")
+    contradiction_override = table.get("contradiction_override_weight")
     return MergeProtection(
         junk_values=junk_values,
         junk_patterns=junk_patterns,
         limits=limits,
         contradictions=tuple(contradictions),
+        contradiction_override_weight=None
+        if contradiction_override is None
+        else _number(contradiction_override, f"{path}.contradiction_override_weight"),
         limit_override_weight=None
         if override is None
         else _number(override, f"{path}.limit_override_weight"),

@@ -57,6 +57,7 @@ from cdp.identity.features import MATCH_COLUMNS
 from cdp.identity.settings import (
     BLOCKING_COLUMNS,
     DERIVED_COLUMNS,
+    PAIR_DERIVED_COLUMNS,
     Comparison,
     Level,
     MatchSettings,
@@ -383,7 +384,13 @@ def derived_columns_sql(table: str = "records_base") -> str:
     derived = ",\n  ".join(
         f"{expression.format(c=DERIVED_COLUMNS[name])} AS {name}" for name, expression in _DERIVED_SQL.items()
     )
-    return f"SELECT\n  *,\n  {derived}\nFROM {source}"
+    pairs = ",\n  ".join(
+        # An unordered pair, as cdp.identity.table._unordered_pair builds it: the smaller value first.
+        f"CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL WHEN {a} <= {b} "
+        f"THEN {a} || '{_SEPARATOR}' || {b} ELSE {b} || '{_SEPARATOR}' || {a} END AS {name}"
+        for name, (a, b) in PAIR_DERIVED_COLUMNS.items()
+    )
+    return f"SELECT\n  *,\n  {derived},\n  {pairs}\nFROM {source}"
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from cdp.identity import normalize as norm
 from cdp.identity.features import MATCH_COLUMNS
-from cdp.identity.settings import DERIVED_COLUMNS, MergeProtection
+from cdp.identity.settings import DERIVED_COLUMNS, PAIR_DERIVED_COLUMNS, MergeProtection
 
 Codes = npt.NDArray[np.int32]
 
@@ -99,6 +99,20 @@ def _derive(name: str, base: EncodedColumn) -> EncodedColumn:
     return EncodedColumn(name, codes, vocab, counts)
 
 
+def _unordered_pair(name: str, a: EncodedColumn, b: EncodedColumn) -> EncodedColumn:
+    """Two columns as an unordered pair of values (null when either is null)."""
+    valid = (a.codes >= 0) & (b.codes >= 0)
+    index: dict[str, int] = {}
+    codes = np.full(len(a.codes), -1, dtype=np.int32)
+    rows = np.flatnonzero(valid)
+    for row, x, y in zip(rows.tolist(), a.codes[rows].tolist(), b.codes[rows].tolist(), strict=True):
+        p, q = a.vocab[x], b.vocab[y]
+        key = f"{p}\x1f{q}" if p <= q else f"{q}\x1f{p}"
+        codes[row] = index.setdefault(key, len(index))
+    counts = np.bincount(codes[rows], minlength=len(index)).astype(np.int64)
+    return EncodedColumn(name, codes, list(index), counts)
+
+
 def _composite(name: str, parts: Sequence[EncodedColumn]) -> EncodedColumn:
     """Several columns as one value (null when any part is null): "the same dwelling" is one fact."""
     n = len(parts[0].codes)
@@ -161,6 +175,9 @@ class RecordTable:
         if column is None:
             if "+" in name:
                 column = _composite(name, [self.column(part) for part in name.split("+")])
+            elif name in PAIR_DERIVED_COLUMNS:
+                first, second = PAIR_DERIVED_COLUMNS[name]
+                column = _unordered_pair(name, self.column(first), self.column(second))
             else:
                 base = DERIVED_COLUMNS.get(name)
                 if base is None:

@@ -60,7 +60,7 @@ def test_default_settings_load_with_every_documented_section() -> None:
         ("national_id",),
         ("email",),
         ("phone",),
-        ("first_name", "last_name"),
+        ("name_set",),
     ]
     assert all(set(rule.columns) <= BLOCKING_COLUMNS for rule in settings.blocking)
     names = [c.name for c in settings.comparisons]

@@ -15,6 +15,7 @@ Plaintext lives only in the in-memory vocabularies and is never written anywhere
 from __future__ import annotations
 
 import contextlib
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -72,6 +73,12 @@ class EncodedColumn:
         """Relative frequency of each vocabulary value among the non-null records."""
         total = max(self.non_null, 1)
         return np.asarray(self.counts, dtype=np.float64) / total
+
+
+def _encoded(name: str, codes: array[int], index: dict[str, int]) -> EncodedColumn:
+    encoded = np.frombuffer(codes, dtype=np.int32).copy() if len(codes) else np.empty(0, dtype=np.int32)
+    counts = np.bincount(encoded[encoded >= 0], minlength=len(index)).astype(np.int64)
+    return EncodedColumn(name, encoded, list(index), counts)
 
 
 def encode(name: str, values: Sequence[str | None]) -> EncodedColumn:
@@ -151,20 +158,28 @@ class RecordTable:
         rows: Iterable[tuple[str, str, Mapping[str, str | None]]],
         protection: MergeProtection | None = None,
     ) -> RecordTable:
-        """Build from ``(source, record key, features)`` rows, nulling junk values on the way in."""
-        sources: list[str] = []
+        """Build from ``(source, record key, features)`` rows, nulling junk values on the way in.
+
+        Values are dictionary-encoded as they stream in (one dict and one ``array('i')`` per column), so
+        a million records never sit in memory as millions of separate Python strings.
+        """
         keys: list[str] = []
-        values: dict[str, list[str | None]] = {c: [] for c in MATCH_COLUMNS}
-        appenders = [(c, values[c].append) for c in MATCH_COLUMNS]
+        source_index: dict[str, int] = {}
+        source_codes = array("i")
+        indexes: list[dict[str, int]] = [{} for _ in MATCH_COLUMNS]
+        codes: list[array[int]] = [array("i") for _ in MATCH_COLUMNS]
+        columns_iter = list(zip(MATCH_COLUMNS, indexes, codes, strict=True))
         for source, key, features in rows:
-            sources.append(source)
+            source_codes.append(source_index.setdefault(source, len(source_index)))
             keys.append(key)
-            for column, append in appenders:
-                append(features.get(column))
-        columns = {c: encode(c, values[c]) for c in MATCH_COLUMNS}
+            get = features.get
+            for column, index, out in columns_iter:
+                value = get(column)
+                out.append(-1 if value is None else index.setdefault(value, len(index)))
+        columns = {column: _encoded(column, codes[i], indexes[i]) for i, column in enumerate(MATCH_COLUMNS)}
         if protection is not None:
             columns = {c: _without_junk(col, protection) for c, col in columns.items()}
-        return cls(encode("source", sources), keys, columns)
+        return cls(_encoded("source", source_codes, source_index), keys, columns)
 
     def __len__(self) -> int:
         return len(self.keys)

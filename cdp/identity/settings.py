@@ -138,7 +138,7 @@ class Training:
     sessions: tuple[tuple[str, ...], ...] = ()
     """EM training sessions, Splink-style: each runs on the candidate pairs agreeing on these columns and
     learns m for the comparisons that do not use them. Empty: one session per blocking rule."""
-    u_sample_pairs: int = 300_000
+    u_sample_pairs: int = 100_000
     max_iterations: int = 50
     tolerance: float = 1e-5
     seed: int = 42

@@ -70,7 +70,7 @@ def test_default_settings_load_with_every_documented_section() -> None:
     assert settings.max_block_size == 1000
     assert settings.clustering.contradiction_weight < settings.clustering.threshold
     assert settings.clustering.contradiction_weight < 0
-    assert settings.training.u_sample_pairs == 300_000
+    assert settings.training.u_sample_pairs == 100_000
     assert settings.protection.limits["national_id"] == 1
     assert set(settings.protection.limits) == {"national_id", "date_of_birth", "email", "phone"}
     assert settings.protection.limit_override_weight is not None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cdp.canonical import CANONICAL_FIELDS
+from cdp.sources.readers import has_surrogates
 
 Mode = Literal["link", "dedupe", "link_and_dedupe"]
 
@@ -196,15 +197,7 @@ def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     # Bytes the source's encoding could not decode come out of the reader as surrogate escapes: keep the
     # row (the same input for every tool) with U+FFFD in their place, so the file stays valid UTF-8.
-    return text.encode("utf-8", errors="replace").decode("utf-8") if _has_surrogates(text) else text
-
-
-def _has_surrogates(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return text.encode("utf-8", errors="replace").decode("utf-8") if has_surrogates(text) else text
 
 
 def demo(people: int, seed: int, work_dir: Path) -> Dataset:

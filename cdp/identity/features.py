@@ -26,6 +26,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, Final
 
+from cdp.identity import memo
 from cdp.identity import normalize as norm
 
 MATCH_COLUMNS: Final = (
@@ -45,13 +46,13 @@ MATCH_COLUMNS: Final = (
 )
 """Base match features, all ``str | None``."""
 
-_CACHE: Final = 1 << 18
-_name_key = lru_cache(maxsize=_CACHE)(norm.name_match_key)
-_country = lru_cache(maxsize=1024)(norm.normalize_country)
-_postcode = lru_cache(maxsize=_CACHE)(norm.normalize_postcode)
-_address = lru_cache(maxsize=_CACHE)(norm.parse_address_line)
-_street = lru_cache(maxsize=_CACHE)(norm.normalize_street)
-_split_full_name = lru_cache(maxsize=_CACHE)(norm.split_full_name)
+_CACHE: Final = memo.CACHE_SIZE
+_name_key = memo.name_match_key
+_country = memo.normalize_country
+_postcode = memo.normalize_postcode
+_address = memo.parse_address_line
+_street = memo.normalize_street
+_split_full_name = memo.split_full_name
 
 
 def _street_match(street: str | None) -> str | None:

@@ -13,27 +13,22 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from cdp.db.models import CANONICAL_FIELDS, CHANNELS
 from cdp.identity import normalize as norm
+from cdp.identity.memo import name_match_key as _name_match_key
+from cdp.identity.memo import name_match_keys as _name_match_keys
+from cdp.identity.memo import nickname_keys as _nickname_keys
+from cdp.identity.memo import normalize_country as _normalize_country
+from cdp.identity.memo import normalize_name as _normalize_name
+from cdp.identity.memo import normalize_postcode as _normalize_postcode
+from cdp.identity.memo import normalize_street as _normalize_street
+from cdp.identity.memo import parse_address_line as _parse_address_line
+from cdp.identity.memo import phonetic_key as _phonetic_key
+from cdp.identity.memo import split_full_name as _split_full_name
 from cdp.sources.mapping import DIRECTIONS, SectionMapping, SourceMapping
 from cdp.sources.records import CustomerRecord
-
-_CACHE_SIZE = 65_536
-# Names, cities, countries, streets and postcodes repeat across customers and sources; the normalizers
-# are pure, so memoizing them (bounded, in-process) removes most of the per-row cost of a large file.
-_normalize_name = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_name)
-_name_match_keys = lru_cache(maxsize=_CACHE_SIZE)(norm.name_match_keys)
-_name_match_key = lru_cache(maxsize=_CACHE_SIZE)(norm.name_match_key)
-_nickname_keys = lru_cache(maxsize=_CACHE_SIZE)(norm.nickname_keys)
-_phonetic_key = lru_cache(maxsize=_CACHE_SIZE)(norm.phonetic_key)
-_normalize_country = lru_cache(maxsize=1024)(norm.normalize_country)
-_normalize_postcode = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_postcode)
-_parse_address_line = lru_cache(maxsize=_CACHE_SIZE)(norm.parse_address_line)
-_normalize_street = lru_cache(maxsize=_CACHE_SIZE)(norm.normalize_street)
-_split_full_name = lru_cache(maxsize=_CACHE_SIZE)(norm.split_full_name)
 
 T = TypeVar("T")
 _SAFE_COLUMN = re.compile(r"^[A-Za-z0-9 _.\-/()#]{1,48}$")

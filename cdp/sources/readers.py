@@ -33,7 +33,8 @@ class RawRow:
     """Reader-level reason code: encoding_error, malformed_json, malformed_row."""
 
 
-def _has_surrogates(text: str) -> bool:
+def has_surrogates(text: str) -> bool:
+    """True when text holds lone surrogates (undecodable bytes kept by ``surrogateescape``)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -90,7 +91,7 @@ def _csv_rows(handle: io.BufferedReader, encoding: str, delimiter: str) -> Itera
             yield RawRow(number, error="malformed_row")
             continue
         values = {name: (cell if cell != "" else None) for name, cell in zip(header, cells, strict=False)}
-        error = "encoding_error" if any(_has_surrogates(c) for c in cells) else None
+        error = "encoding_error" if any(has_surrogates(c) for c in cells) else None
         yield RawRow(number, values, error)
 
 

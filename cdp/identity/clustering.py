@@ -249,6 +249,15 @@ def cluster(
 
     links = 0
     refused: list[RefusedLink] = []
+    # Components of the link graph that no protection can touch merge whole, whatever the order: settle
+    # them with array operations and keep the greedy loop for the components where order matters.
+    component = component_labels(n, left[candidates], right[candidates])
+    delicate = _delicate_components(component, left, right, weights, contradiction_weight, constraints)
+    settled = ~delicate[component] & (component != np.arange(n))
+    for row, root in zip(np.flatnonzero(settled).tolist(), component[settled].tolist(), strict=True):
+        parent[row] = root
+        links += 1
+    candidates = candidates[delicate[component[left[candidates]]]]
     for a, b in constraints.must_link:
         ra, rb = find(a), find(b)
         if ra == rb:
@@ -290,6 +299,61 @@ def cluster(
     relabel = np.empty(len(first_seen), dtype=np.int32)
     relabel[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen), dtype=np.int32)
     return ClusterResult(relabel[labels].astype(np.int32), refused, links)
+
+
+def component_labels(n: int, left: Codes, right: Codes) -> npt.NDArray[np.int64]:
+    """Connected components as labels (the smallest row of each), by vectorized min-label propagation
+    with pointer jumping — a few passes over the edge arrays, no Python loop per edge."""
+    labels = np.arange(n, dtype=np.int64)
+    if len(left) == 0:
+        return labels
+    a, b = left.astype(np.int64), right.astype(np.int64)
+    while True:
+        low = np.minimum(labels[a], labels[b])
+        updated = labels.copy()
+        np.minimum.at(updated, a, low)
+        np.minimum.at(updated, b, low)
+        while True:
+            jumped = updated[updated]
+            if np.array_equal(jumped, updated):
+                break
+            updated = jumped
+        if np.array_equal(updated, labels):
+            return labels
+        labels = updated
+
+
+def _delicate_components(
+    component: npt.NDArray[np.int64],
+    left: Codes,
+    right: Codes,
+    weights: Weights,
+    contradiction_weight: float,
+    constraints: Constraints,
+) -> npt.NDArray[np.bool_]:
+    """Per component label: could any protection refuse a link inside it? (Conservative: when in doubt,
+    yes — the greedy loop then decides exactly.)"""
+    n = len(component)
+    delicate = np.zeros(n, dtype=bool)
+    negative = weights <= contradiction_weight
+    same = component[left[negative]] == component[right[negative]]
+    delicate[component[left[negative]][same]] = True
+    for pairs in (constraints.must_link, constraints.cannot_link):
+        for a, b in pairs:
+            delicate[component[a]] = delicate[component[b]] = True
+    sizes = np.bincount(component, minlength=n)
+    for limit in constraints.limits.values():
+        rows = np.flatnonzero(limit.codes >= 0)
+        distinct = np.unique(component[rows] * (int(limit.codes.max()) + 2) + limit.codes[rows])
+        per_component = np.bincount(distinct // (int(limit.codes.max()) + 2), minlength=n)
+        delicate |= per_component > limit.limit
+    if constraints.per_source is not None and constraints.sources is not None:
+        width = int(constraints.sources.max()) + 1
+        keys, counts = np.unique(component * width + constraints.sources, return_counts=True)
+        crowded = keys[counts > constraints.per_source] // width
+        delicate[crowded] = True
+    delicate &= sizes > 1
+    return delicate
 
 
 def components(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:

@@ -139,8 +139,8 @@ class RawFeatureExtractor:
         return parsed.isoformat() if parsed else None
 
     def _email_key(self, text: str) -> str | None:
-        parsed = self._attempt("email", norm.normalize_email, text)
-        return parsed.match_key if parsed else None
+        key: str | None = self._attempt("email", norm.email_match_key, text)
+        return key
 
     def _phone_key(self, text: str, region: str) -> str | None:
         # normalize_phone itself refuses filler digits and fictional numbers; no separate placeholder pass.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -157,8 +158,20 @@ def cluster(
     linkable[right[candidates]] = True
     for a, b in constraints.must_link:
         linkable[a] = linkable[b] = True
+    # Components of links and manual merges: a contradiction between two components can never matter.
+    must = np.asarray(constraints.must_link, dtype=np.int64).reshape(-1, 2)
+    component = component_labels(
+        n,
+        np.concatenate([left[candidates].astype(np.int64), must[:, 0]]),
+        np.concatenate([right[candidates].astype(np.int64), must[:, 1]]),
+    )
     apart: dict[int, list[tuple[int, str]]] = {}
-    negative = np.flatnonzero((weights <= contradiction_weight) & linkable[left] & linkable[right])
+    negative = np.flatnonzero(
+        (weights <= contradiction_weight)
+        & linkable[left]
+        & linkable[right]
+        & (component[left] == component[right])
+    )
     for a, b in zip(left[negative].tolist(), right[negative].tolist(), strict=True):
         apart.setdefault(a, []).append((b, "contradiction"))
         apart.setdefault(b, []).append((a, "contradiction"))
@@ -251,7 +264,6 @@ def cluster(
     refused: list[RefusedLink] = []
     # Components of the link graph that no protection can touch merge whole, whatever the order: settle
     # them with array operations and keep the greedy loop for the components where order matters.
-    component = component_labels(n, left[candidates], right[candidates])
     delicate = _delicate_components(component, left, right, weights, contradiction_weight, constraints)
     settled = ~delicate[component] & (component != np.arange(n))
     for row, root in zip(np.flatnonzero(settled).tolist(), component[settled].tolist(), strict=True):
@@ -293,7 +305,12 @@ def cluster(
             seen.add(key)
             unique_refused.append(item)
     refused = unique_refused
-    roots = np.fromiter((find(x) for x in range(n)), dtype=np.int64, count=n)
+    roots = np.asarray(parent, dtype=np.int64)
+    while True:
+        jumped = roots[roots]
+        if np.array_equal(jumped, roots):
+            break
+        roots = jumped
     _, first_seen, labels = np.unique(roots, return_index=True, return_inverse=True)
     # Label clusters in order of their first row, so labels do not depend on union-find internals.
     relabel = np.empty(len(first_seen), dtype=np.int32)
@@ -301,7 +318,9 @@ def cluster(
     return ClusterResult(relabel[labels].astype(np.int32), refused, links)
 
 
-def component_labels(n: int, left: Codes, right: Codes) -> npt.NDArray[np.int64]:
+def component_labels(
+    n: int, left: npt.NDArray[np.integer[Any]], right: npt.NDArray[np.integer[Any]]
+) -> npt.NDArray[np.int64]:
     """Connected components as labels (the smallest row of each), by vectorized min-label propagation
     with pointer jumping — a few passes over the edge arrays, no Python loop per edge."""
     labels = np.arange(n, dtype=np.int64)

@@ -303,7 +303,8 @@ def email_match_key(value: str) -> str:
             len(local) <= 64
             and len(domain) <= 253
             and labels[-1] not in _SPECIAL_USE
-            and not any(label.startswith("xn--") for label in labels)
+            # "ab--…" labels are reserved for IDNA (xn--): email-validator decides those.
+            and not any(label[2:4] == "--" for label in labels)
         ):
             key_local = _strip_tag(local)
             if domain in _GMAIL_DOMAINS:

@@ -51,6 +51,7 @@ def test_fast_path_agrees_with_full_validation(local: list[str], labels: list[st
         "a" * 65 + "@example.com",
         "-dash@example.com",
         "+tag@example.com",
+        "0@00--0.com",
     ],
 )
 def test_fast_path_agrees_on_awkward_addresses(address: str) -> None:

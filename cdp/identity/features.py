@@ -143,8 +143,8 @@ class RawFeatureExtractor:
         return key
 
     def _phone_key(self, text: str, region: str) -> str | None:
-        # normalize_phone itself refuses filler digits and fictional numbers; no separate placeholder pass.
-        result: str | None = self._attempt("phone", norm.normalize_phone, text, default_region=region)
+        # phone_match_key refuses filler digits and fictional numbers itself; no separate placeholder pass.
+        result: str | None = self._attempt("phone", norm.phone_match_key, text, default_region=region)
         return result
 
     def _national_id_key(self, text: str, country: str | None) -> str | None:

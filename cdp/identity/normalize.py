@@ -399,6 +399,35 @@ def normalize_phone(value: str, *, default_region: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+def phone_match_key(value: str, *, default_region: str) -> str:
+    """E.164 form of a phone number for *matching*: :func:`normalize_phone` without the validity check.
+
+    Whether a number is assigned in its country's plan (phonenumbers' ``is_valid_number``, half the cost of
+    parsing) does not change its E.164 form, so matching can skip it: for every number
+    :func:`normalize_phone` accepts, both return the same string. Numbers that are merely possible still
+    get a key; filler digits and fictional ranges still raise ``invalid_phone``.
+    """
+    text = _require(value, 64)
+    region = str(default_region).upper()
+    candidates = [text]
+    alt = _international_form(text)
+    if alt is not None:
+        candidates.append(alt)
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except (phonenumbers.NumberParseException, ValueError, TypeError, IndexError):
+            continue
+        # Fully possible only: a number that could be dialled locally (no area code) is not a key.
+        if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+            continue
+        national = phonenumbers.national_significant_number(number)
+        if _filler_digits(national) or (number.country_code == 1 and _nanp_fictional(national)):
+            raise NormalizationError("invalid_phone")
+        return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    raise NormalizationError("invalid_phone")
+
+
 # --------------------------------------------------------------------------------------------------------
 # Names
 # --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The fast path of email_match_key must give exactly what full validation gives."""
+"""The fast paths of the match keys (email, phone) must agree with full validation."""
 
 from __future__ import annotations
 
@@ -56,3 +56,30 @@ def test_fast_path_agrees_with_full_validation(local: list[str], labels: list[st
 )
 def test_fast_path_agrees_on_awkward_addresses(address: str) -> None:
     assert _fast(address) == _slow(address)
+
+
+@pytest.mark.parametrize(
+    ("number", "region"),
+    [
+        ("+44 7584 959608", "GB"),
+        ("020 7946 0958", "GB"),
+        ("06 12 34 56 78", "FR"),
+        ("0721/3657344", "DE"),
+        ("+1 803-778-2927", "US"),
+        ("0044 20 7946 0958", "US"),
+        ("(0)30 123456", "DE"),
+        ("612 345 678", "ES"),
+    ],
+)
+def test_phone_match_key_equals_normalize_phone_for_valid_numbers(number: str, region: str) -> None:
+    try:
+        expected = norm.normalize_phone(number, default_region=region)
+    except norm.NormalizationError:
+        pytest.skip("not a valid number in this region")
+    assert norm.phone_match_key(number, default_region=region) == expected
+
+
+@pytest.mark.parametrize("junk", ["000-000-0000", "1111111111", "+1 555-0123"])
+def test_phone_match_key_refuses_filler(junk: str) -> None:
+    with pytest.raises(norm.NormalizationError):
+        norm.phone_match_key(junk, default_region="US")

@@ -523,14 +523,19 @@ def decision_weights(
     *,
     contradiction_weight: float,
     override: float | None,
+    overrides: Sequence[float | None] = (),
 ) -> Floats:
     """Weights the clusterer acts on: a contradicted pair counts as a contradiction (capped at
-    ``contradiction_weight``) unless its evidence reaches the override weight."""
+    ``contradiction_weight``) unless its evidence reaches the rule's override weight."""
     if not rules:
         return weights
-    capped = contradicted(comparisons, gammas, rules)
-    if override is not None:
-        capped &= weights < override
+    capped = np.zeros(len(weights), dtype=bool)
+    for index, rule in enumerate(rules):
+        hit = contradicted(comparisons, gammas, [rule])
+        limit = overrides[index] if index < len(overrides) and overrides[index] is not None else override
+        if limit is not None:
+            hit &= weights < limit
+        capped |= hit
     out = weights.copy()
     out[capped] = np.minimum(out[capped], contradiction_weight)
     return out

@@ -115,6 +115,7 @@ def decision_weights_for(
         protection.contradictions,
         contradiction_weight=settings.clustering.contradiction_weight,
         override=protection.contradiction_override_weight,
+        overrides=protection.contradiction_overrides,
     )
 
 

@@ -164,8 +164,8 @@ class MergeProtection:
     """At most this many distinct values of an identifier per entity (``national_id = 1``)."""
     limit_override_weight: float | None = None
     """A link at least this strong (bits) may exceed an identifier limit — recorded as an override. Real
-    data has people whose national id was mistyped beyond recognition in one system; 40 bits of agreement
-    on everything else outweighs the belief that one person has one id. ``None``: limits are absolute."""
+    data has people whose national id was mistyped beyond recognition in one system; strong agreement on
+    everything else outweighs the belief that one person has one id. ``None``: limits are absolute."""
     contradiction_override_weight: float | None = None
     """A contradicted pair (see ``contradictions``) still links at or above this weight."""
     contradictions: tuple[Mapping[str, frozenset[int]], ...] = ()
@@ -174,6 +174,8 @@ class MergeProtection:
     -1 = null), all of them at once. The household rule — given names differ and no personal identifier
     agrees — stops partners and children, who share surname, address and landline, from adding up to one
     person."""
+    contradiction_overrides: tuple[float | None, ...] = ()
+    """Per rule (its table's ``override_weight``), else ``contradiction_override_weight`` applies."""
     priority: tuple[str, ...] = ()
     """Identifiers whose exact agreement links first: a link through a higher-priority identifier wins
     when two links would together break a limit."""
@@ -198,8 +200,12 @@ class MatchSettings:
 
     @classmethod
     def default(cls) -> MatchSettings:
-        text = resources.files("cdp.identity").joinpath("default_settings.toml").read_text("utf-8")
-        return cls.from_toml(text)
+        return cls.from_toml(cls.default_text())
+
+    @staticmethod
+    def default_text() -> str:
+        """The default settings document (TOML), e.g. as a starting point for a custom file."""
+        return resources.files("cdp.identity").joinpath("default_settings.toml").read_text("utf-8")
 
     @classmethod
     def from_file(cls, path: Path) -> MatchSettings:
@@ -414,6 +420,7 @@ def _protection(raw: Any, path: str) -> MergeProtection:
         for i, c in enumerate(_array(table.get("priority", []), f"{path}.priority"))
     )
     contradictions: list[Mapping[str, frozenset[int]]] = []
+    contradiction_overrides: list[float | None] = []
     gamma_of = {"different": 0, "null": -1}
     for i, rule in enumerate(_array(table.get("contradictions", []), f"{path}.contradictions")):
         key = f"{path}.contradictions[{i}]"
@@ -421,12 +428,19 @@ def _protection(raw: Any, path: str) -> MergeProtection:
         if not conditions:
             raise _fail(key, "needs at least one comparison")
         parsed: dict[str, frozenset[int]] = {}
+        rule_override = None
         for name, states in conditions.items():
+            if name == "override_weight":
+                rule_override = _number(states, f"{key}.override_weight")
+                continue
             listed = _array(states, f"{key}.{name}")
             if not listed or any(state not in gamma_of for state in listed):
                 raise _fail(f"{key}.{name}", "must list 'different' and/or 'null'")
             parsed[name] = frozenset(gamma_of[state] for state in listed)
+        if not parsed:
+            raise _fail(key, "needs at least one comparison")
         contradictions.append(parsed)
+        contradiction_overrides.append(rule_override)
     override = table.get("limit_override_weight")
     contradiction_override = table.get("contradiction_override_weight")
     return MergeProtection(
@@ -434,6 +448,7 @@ def _protection(raw: Any, path: str) -> MergeProtection:
         junk_patterns=junk_patterns,
         limits=limits,
         contradictions=tuple(contradictions),
+        contradiction_overrides=tuple(contradiction_overrides),
         contradiction_override_weight=None
         if contradiction_override is None
         else _number(contradiction_override, f"{path}.contradiction_override_weight"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,17 @@ junk_patterns."*" = ['^zz+$']
     assert not protection.is_junk("city", "dummy")
     assert not protection.is_junk("city", "azzz")
     assert isinstance(protection.junk_patterns["email"][0], re.Pattern)
+
+
+def test_a_contradiction_rule_may_carry_its_own_override_weight() -> None:
+    settings = MatchSettings.default()
+    overrides = settings.protection.contradiction_overrides
+    assert len(overrides) == len(settings.protection.contradictions)
+    assert overrides[0] is None and overrides[1] == 2.0
+
+
+def test_a_contradiction_rule_without_comparisons_is_refused() -> None:
+    data = tomllib.loads(MatchSettings.default_text())
+    data["merge_protection"]["contradictions"] = [{"override_weight": 1.0}]
+    with pytest.raises(SettingsError, match=r"merge_protection\.contradictions\[0\]: needs at least one"):
+        MatchSettings.from_mapping(data)

@@ -180,7 +180,19 @@ def current_rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """The process's peak resident set size so far (a high-water mark: it never goes down)."""
+    """This process's peak resident set size since it started its program (a high-water mark).
+
+    ``VmHWM`` from ``/proc/self/status``, not ``getrusage().ru_maxrss``: Linux carries the latter over
+    ``execve``, so a worker spawned by a parent that peaked at 300 MiB would report at least 300 MiB
+    whatever it does itself. ``ru_maxrss`` only where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import logging
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import peak_rss_mib
 from bench.resolution_data import Dataset
 
 TOOLS = ("cdp", "splink", "recordlinkage")
@@ -81,23 +81,6 @@ class Outcome:
     """ok | unavailable | skipped | failed"""
     result: RunResult | None = None
     detail: str = ""
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS since it started its program.
-
-    Not ``getrusage().ru_maxrss``: Linux carries the high-water mark over ``execve``, so a worker forked
-    from a parent that peaked at 300 MiB reports at least 300 MiB whatever it does itself. ``VmHWM`` in
-    ``/proc/self/status`` belongs to the address space the program got at exec; ``ru_maxrss`` elsewhere.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def connected_components(

@@ -139,6 +139,8 @@ def cluster(
     constraints: Constraints,
 ) -> ClusterResult:
     """Greedy constrained clustering of ``n`` rows given scored pairs."""
+    if n == 0:
+        return ClusterResult(np.empty(0, dtype=np.int32), [], 0)
     parent = list(range(n))
     size = [1] * n
     members: dict[int, list[int]] = {}
@@ -363,10 +365,12 @@ def _delicate_components(
     sizes = np.bincount(component, minlength=n)
     for limit in constraints.limits.values():
         rows = np.flatnonzero(limit.codes >= 0)
+        if len(rows) == 0:
+            continue
         distinct = np.unique(component[rows] * (int(limit.codes.max()) + 2) + limit.codes[rows])
         per_component = np.bincount(distinct // (int(limit.codes.max()) + 2), minlength=n)
         delicate |= per_component > limit.limit
-    if constraints.per_source is not None and constraints.sources is not None:
+    if constraints.per_source is not None and constraints.sources is not None and len(constraints.sources):
         width = int(constraints.sources.max()) + 1
         keys, counts = np.unique(component * width + constraints.sources, return_counts=True)
         crowded = keys[counts > constraints.per_source] // width

@@ -304,6 +304,9 @@ def expectation_maximisation(
         if mask is None or patterns.counts[mask].sum() == 0:
             mask = np.ones(len(patterns.counts), dtype=bool)
         informative.append(mask)
+    if patterns.counts.sum() == 0:
+        # No candidate pairs: nothing to learn from; keep the starting point (and say it converged).
+        return m, prior, EMResult(0, True, 0.0)
     log_u = _log_terms(u, patterns.gammas)
     result = EMResult(0, False, math.inf)
     for iteration in range(1, training.max_iterations + 1):
@@ -354,6 +357,8 @@ def estimate_prior(
     patterns: Patterns, m: Sequence[Floats], u: Sequence[Floats], training: Training, initial: float = 0.05
 ) -> float:
     """EM for the prior alone, with m and u fixed: the expected share of matches among the pairs."""
+    if patterns.counts.sum() == 0:
+        return initial
     a = _log_terms(m, patterns.gammas)
     b = _log_terms(u, patterns.gammas)
     prior = initial

@@ -4,6 +4,8 @@ mappings and inputs fail with an error naming the key or column (never a value f
 from __future__ import annotations
 
 import csv
+import math
+import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -355,3 +357,30 @@ def test_cli_resolve_file_with_a_bad_mapping_exits_2_with_one_error_line(
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error: fields.frist_name: unknown canonical attribute")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],
+        [["1", "ann", "lee"]],
+        [["1", "", ""], ["2", "", ""], ["3", "", ""]],
+    ],
+    ids=["empty file", "one record", "nothing to compare"],
+)
+def test_degenerate_inputs_resolve_without_warnings(tmp_path: Path, rows: list[list[str]]) -> None:
+    source = tmp_path / "people.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rec_id", "given_name", "surname"])
+        writer.writerows(rows)
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('id = "rec_id"\n[fields]\nfirst_name = "given_name"\nlast_name = "surname"\n')
+    out = tmp_path / "out.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = resolve_files([source], mapping, out)
+    assert len(result.assignments) == len(rows)
+    assert len({cluster for _, _, cluster in result.assignments}) == len(rows)
+    assert math.isfinite(result.resolution.model.prior_weight)
+    assert out.read_text().splitlines()[0] == "source,record_id,cluster_id"

@@ -168,3 +168,10 @@ def test_golden_profile_has_provenance_and_review_queue_has_no_values(seeded: tu
         assert uuid.UUID(value.record_id) in big
     for item in service.review_queue(limit=20):
         assert set(item.to_dict()) == {"record_a", "record_b", "match_weight", "linked", "refused"}
+
+
+def test_batch_resolution_of_an_empty_vault_is_a_no_op(platform: Platform) -> None:
+    service = IdentityService(platform.db, platform.vault)
+    report = service.resolve_all()
+    assert report["records"] == 0 and report["entities"] == 0
+    assert service.partition() == []

@@ -25,9 +25,9 @@ import os
 import sys
 import time
 import tomllib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,7 +192,17 @@ def _normalized(
         initializer=_init_worker,
         initargs=(mapping.date_formats, mapping.default_country),
     ) as pool:
-        for out, failed in pool.map(_extract_chunk, chunks):
+        # A bounded window of chunks in flight (Executor.map would read every file up front): reading the
+        # next chunk, normalizing in the workers and encoding finished rows here all overlap.
+        pending: deque[Future[tuple[list[tuple[str, str, dict[str, str | None]]], Counter[str]]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_extract_chunk, chunk))
+            if len(pending) > count:
+                out, failed = pending.popleft().result()
+                failures.update(failed)
+                yield from out
+        while pending:
+            out, failed = pending.popleft().result()
             failures.update(failed)
             yield from out
 

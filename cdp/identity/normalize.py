@@ -28,7 +28,7 @@ import functools
 import gettext
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final, Literal
@@ -339,16 +339,21 @@ def _international_form(text: str) -> str | None:
     return "+" + text[match.end() :] if match else None
 
 
-def _parse_phone(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+def _parsed_phones(text: str, region: str) -> Iterator[phonenumbers.PhoneNumber]:
+    """The readings of a phone text that parse: as written, then with ``00`` read as ``+``."""
     candidates = [text]
     alt = _international_form(text)
     if alt is not None:
         candidates.append(alt)
     for candidate in candidates:
         try:
-            number = phonenumbers.parse(candidate, region)
+            yield phonenumbers.parse(candidate, region)
         except (phonenumbers.NumberParseException, ValueError, TypeError, IndexError):
             continue
+
+
+def _parse_phone(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    for number in _parsed_phones(text, region):
         if phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number):
             return number
     return None
@@ -408,16 +413,7 @@ def phone_match_key(value: str, *, default_region: str) -> str:
     get a key; filler digits and fictional ranges still raise ``invalid_phone``.
     """
     text = _require(value, 64)
-    region = str(default_region).upper()
-    candidates = [text]
-    alt = _international_form(text)
-    if alt is not None:
-        candidates.append(alt)
-    for candidate in candidates:
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except (phonenumbers.NumberParseException, ValueError, TypeError, IndexError):
-            continue
+    for number in _parsed_phones(text, str(default_region).upper()):
         # Fully possible only: a number that could be dialled locally (no area code) is not a key.
         if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
             continue

@@ -22,7 +22,7 @@ batch result.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,23 +377,3 @@ def _delicate_components(
         delicate[crowded] = True
     delicate &= sizes > 1
     return delicate
-
-
-def components(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
-    """Connected components of a pair list (rows with no pair are singletons)."""
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for x in range(n):
-        groups.setdefault(find(x), []).append(x)
-    return list(groups.values())

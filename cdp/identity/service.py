@@ -813,12 +813,3 @@ class IdentityService:
                 Decision(d.record_a, d.record_b, d.kind, d.actor, d.reason, d.created_at)
                 for d in session.execute(select(MatchDecision).order_by(MatchDecision.created_at)).scalars()
             ]
-
-
-def batch_partition(table: RecordTable, settings: MatchSettings, model: MatchModel) -> list[frozenset[str]]:
-    """In-memory batch result with a given model (the reference incremental runs are tested against)."""
-    resolution = resolve(table, settings, model=model)
-    return sorted(
-        (frozenset(table.keys[i] for i in group) for group in resolution.clusters.clusters()),
-        key=lambda g: min(g),
-    )

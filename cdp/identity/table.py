@@ -81,17 +81,6 @@ def _encoded(name: str, codes: array[int], index: dict[str, int]) -> EncodedColu
     return EncodedColumn(name, encoded, list(index), counts)
 
 
-def encode(name: str, values: Sequence[str | None]) -> EncodedColumn:
-    index: dict[str, int] = {}
-    setdefault = index.setdefault
-    codes = np.fromiter(
-        (-1 if v is None else setdefault(v, len(index)) for v in values), dtype=np.int32, count=len(values)
-    )
-    vocab = list(index)
-    counts = np.bincount(codes[codes >= 0], minlength=len(vocab)).astype(np.int64)
-    return EncodedColumn(name, codes, vocab, counts)
-
-
 def _derive(name: str, base: EncodedColumn) -> EncodedColumn:
     fn = _DERIVE[name]
     index: dict[str, int] = {}

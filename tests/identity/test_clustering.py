@@ -18,7 +18,7 @@ from cdp.identity.clustering import (
     IdentifierLimit,
     RefusedLink,
     cluster,
-    components,
+    component_labels,
 )
 
 THRESHOLD = 6.0
@@ -310,6 +310,9 @@ def test_no_rows_give_no_clusters() -> None:
 
 
 def test_components_are_the_connected_parts_of_a_pair_list() -> None:
-    parts = components(6, [(0, 1), (1, 2), (4, 5)])
+    labels = component_labels(6, np.array([0, 1, 4]), np.array([1, 2, 5]))
+    parts: dict[int, list[int]] = {}
+    for row, label in enumerate(labels.tolist()):
+        parts.setdefault(label, []).append(row)
 
-    assert sorted(sorted(p) for p in parts) == [[0, 1, 2], [3], [4, 5]]
+    assert sorted(sorted(p) for p in parts.values()) == [[0, 1, 2], [3], [4, 5]]

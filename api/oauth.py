@@ -54,7 +54,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 class OAuthClient(ClientMixin):  # type: ignore[misc]
     """Authlib's view of a registered client."""
 
-    def __init__(self, client: Client, secret_hash: bytes) -> None:
+    def __init__(self, client: Client, secret_hash: bytes | None) -> None:
         self.client = client
         self._secret_hash = secret_hash
 

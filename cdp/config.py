@@ -35,6 +35,15 @@ class Settings:
     """OAuth issuer identifier (``iss`` of every token); defaults to http://host:port."""
     api_audience: str = "cdp-api"
     access_token_ttl_seconds: int = 300
+    refresh_token_ttl_seconds: int = 8 * 3600
+    """Lifetime of a sign-in (refresh-token family): a working day, then sign in again."""
+    authorization_code_ttl_seconds: int = 60
+    login_max_failures: int = 5
+    """Failed staff sign-ins in a row before the account locks."""
+    login_lockout_seconds: int = 900
+    login_code_ttl_seconds: int = 600
+    """Lifetime of a customer's emailed one-time sign-in code."""
+    login_code_max_attempts: int = 5
     sqlite_busy_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
@@ -46,6 +55,18 @@ class Settings:
             raise ConfigurationError(
                 "access_token_ttl_seconds must be between 30 and 3600 (short-lived tokens)"
             )
+        if not 300 <= self.refresh_token_ttl_seconds <= 30 * 86400:
+            raise ConfigurationError("refresh_token_ttl_seconds must be between 300 and 2592000 (30 days)")
+        if not 10 <= self.authorization_code_ttl_seconds <= 600:
+            raise ConfigurationError("authorization_code_ttl_seconds must be between 10 and 600")
+        if not 1 <= self.login_max_failures <= 100:
+            raise ConfigurationError("login_max_failures must be between 1 and 100")
+        if not 1 <= self.login_lockout_seconds <= 86400:
+            raise ConfigurationError("login_lockout_seconds must be between 1 and 86400")
+        if not 60 <= self.login_code_ttl_seconds <= 3600:
+            raise ConfigurationError("login_code_ttl_seconds must be between 60 and 3600")
+        if not 1 <= self.login_code_max_attempts <= 20:
+            raise ConfigurationError("login_code_max_attempts must be between 1 and 20")
         if not self.keyring:
             object.__setattr__(self, "keyring", f"file:{self.data_dir / 'keys' / 'keyring.json'}")
         if not 0 < self.port < 65536:
@@ -82,6 +103,12 @@ _ENV_NAMES = {
     "CDP_ISSUER": "issuer",
     "CDP_API_AUDIENCE": "api_audience",
     "CDP_ACCESS_TOKEN_TTL_SECONDS": "access_token_ttl_seconds",
+    "CDP_REFRESH_TOKEN_TTL_SECONDS": "refresh_token_ttl_seconds",
+    "CDP_AUTHORIZATION_CODE_TTL_SECONDS": "authorization_code_ttl_seconds",
+    "CDP_LOGIN_MAX_FAILURES": "login_max_failures",
+    "CDP_LOGIN_LOCKOUT_SECONDS": "login_lockout_seconds",
+    "CDP_LOGIN_CODE_TTL_SECONDS": "login_code_ttl_seconds",
+    "CDP_LOGIN_CODE_MAX_ATTEMPTS": "login_code_max_attempts",
     "CDP_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
 }
 

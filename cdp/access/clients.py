@@ -46,8 +46,11 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def secret_matches(client_hash: bytes, presented: str) -> bool:
-    """Constant-time comparison, so response timing reveals nothing about the stored hash."""
+def secret_matches(client_hash: bytes | None, presented: str) -> bool:
+    """Constant-time comparison, so response timing reveals nothing about the stored hash. A public
+    client has no secret, and no presented secret matches it."""
+    if client_hash is None:
+        return False
     return hmac.compare_digest(client_hash, hash_secret(presented))
 
 
@@ -100,7 +103,7 @@ class ClientRepository:
         found = self.with_secret_hash(client_id)
         return found[0] if found else None
 
-    def with_secret_hash(self, client_id: str) -> tuple[Client, bytes] | None:
+    def with_secret_hash(self, client_id: str) -> tuple[Client, bytes | None] | None:
         """The client and the hash its secret is checked against, in one lookup."""
         row = self.session.execute(
             select(OAuthClient).where(OAuthClient.client_id == client_id)

@@ -216,14 +216,19 @@ class QuarantinedRow(Base):
 
 
 class OAuthClient(Base):
-    """A registered OAuth 2 client: a department service (client credentials) or, later, a web app.
-    Only a SHA-256 of the secret is kept; secrets are 256-bit random, so a slow hash adds nothing."""
+    """A registered OAuth 2 client: a department service (client credentials) or a web app / third-party
+    client (authorization code + PKCE). Only a SHA-256 of the secret is kept; secrets are 256-bit random,
+    so a slow hash adds nothing. Public clients (a browser app) have no secret and must use PKCE."""
 
     __tablename__ = "oauth_client"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
-    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    client_type: Mapped[str] = mapped_column(String(16), default="confidential")
+    """``confidential`` (holds a secret) or ``public`` (PKCE only, token endpoint auth ``none``)."""
+    redirect_uris: Mapped[str] = mapped_column(Text, default="")
+    """Space-separated redirect URIs, matched exactly (RFC 9700 §2.1)."""
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(32))
     department: Mapped[str | None] = mapped_column(String(32))
@@ -356,3 +361,115 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+class StaffUser(Base):
+    """A member of staff who signs in to the web apps (authorization code grant).
+
+    The password is kept as an Argon2id PHC string. The TOTP secret, when enrolled, is encrypted under a
+    data key of its own (a subject row as key holder, like a signing key), so a database dump alone
+    cannot mint second factors and KEK rotation covers it."""
+
+    __tablename__ = "staff_user"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str | None] = mapped_column(String(32))
+    scopes: Mapped[str] = mapped_column(Text)
+    """Space-separated scopes the user may be granted (within the role's ceiling)."""
+    totp_subject_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("subject.id"))
+    enc_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    last_totp_step: Mapped[int | None] = mapped_column(Integer)
+    """The last accepted TOTP time step: a code is accepted once, never replayed."""
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginCode(Base):
+    """A one-time sign-in code sent to a customer's verified email. Only a keyed hash of the code and
+    the email's blind-index token are stored; the record it signs in to is found through that token."""
+
+    __tablename__ = "login_code"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email_token: Mapped[bytes] = mapped_column(LargeBinary(16), index=True)
+    record_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("source_record.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """A message cdp would send (sign-in codes, receipts). The demo never sends anything to the network:
+    the operator reads the outbox. The message is encrypted under the recipient's subject key, so erasing
+    the customer shreds their messages too."""
+
+    __tablename__ = "outbox_message"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    enc_message: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OAuthTokenFamily(Base):
+    """One sign-in: the chain of refresh tokens and the access tokens issued from it. Revoking the family
+    (sign-out, refresh-token reuse, disabled principal) stops every token of it at once."""
+
+    __tablename__ = "oauth_token_family"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    principal: Mapped[str] = mapped_column(String(80), index=True)
+    """``user:<uuid>`` for staff, ``customer:<record uuid>`` for a customer."""
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class OAuthRefreshToken(Base):
+    """A refresh token, by SHA-256 of its value. Each use rotates it: the token is marked used and a
+    successor issued in the same family; presenting a used token again revokes the family."""
+
+    __tablename__ = "oauth_refresh_token"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("oauth_token_family.id", ondelete="CASCADE"), index=True
+    )
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthAuthorizationCode(Base):
+    """An authorization code (RFC 6749 §4.1), by SHA-256 of its value: single use, short-lived, bound to
+    the client, the exact redirect URI and the PKCE S256 challenge."""
+
+    __tablename__ = "oauth_authorization_code"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(80))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8))
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+

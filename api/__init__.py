@@ -17,6 +17,7 @@ from api.identity import blp as identity_blp
 from api.ingest import blp as ingest_blp
 from api.oauth import blp as oauth_blp
 from api.oauth import create_authorization_server
+from api.profiles import blp as profiles_blp
 from api.smorest import CdpApi
 from cdp.access.roles import SCOPES
 from cdp.config import Settings, load_settings
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(health_blp)
     api.register_blueprint(ingest_blp)
     api.register_blueprint(identity_blp)
+    api.register_blueprint(profiles_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

@@ -164,9 +164,19 @@ class InteractionRepository:
         return SubjectStore(self.session, self.vault.keys).open(subject_id)
 
     def timeline(
-        self, subject_ids: Sequence[uuid.UUID], *, limit: int = 50, cursor: str | None = None
+        self,
+        subject_ids: Sequence[uuid.UUID],
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        with_details: bool = True,
+        department: str | None = None,
     ) -> TimelinePage:
-        """Interactions of these subjects (one resolved customer may have many), newest first."""
+        """Interactions of these subjects (one resolved customer may have many), newest first.
+
+        ``with_details=False`` leaves the encrypted content (summary, content, outcome, amounts) closed —
+        the reader may see that contact happened, not what was said; ``department`` keeps one
+        department's interactions only."""
         if not 1 <= limit <= 500:
             raise ValueError("limit must be between 1 and 500")
         query = (
@@ -176,6 +186,8 @@ class InteractionRepository:
             .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
             .limit(limit + 1)
         )
+        if department is not None:
+            query = query.where(Interaction.department == department)
         if cursor is not None:
             at, last_id = decode_cursor(cursor)
             query = query.where(
@@ -187,12 +199,14 @@ class InteractionRepository:
         rows = self.session.execute(query).all()
         entries = []
         for interaction, key_version, kek_version, wrapped in rows[:limit]:
-            cipher = self.vault.keys.open(
-                interaction.subject_id, WrappedKey(key_version, kek_version, wrapped)
-            )
-            details = cipher.decrypt(
-                INTERACTION_TABLE, str(interaction.id), "details", interaction.enc_details
-            )
+            details: Any = {}
+            if with_details:
+                cipher = self.vault.keys.open(
+                    interaction.subject_id, WrappedKey(key_version, kek_version, wrapped)
+                )
+                details = cipher.decrypt(
+                    INTERACTION_TABLE, str(interaction.id), "details", interaction.enc_details
+                )
             entries.append(
                 TimelineEntry(
                     id=interaction.id,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from cdp.db.models import (
     CANONICAL_FIELDS,
     BlindIndexEntry,
+    EntityMember,
     Source,
     SourceRecord,
     SourceRecordVersion,
@@ -87,6 +88,31 @@ class CustomerRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(CustomerRecord))
+
+
+@dataclass(frozen=True)
+class DisclosedRecord:
+    """A member record of a resolved customer with only the attributes a reader may see decrypted.
+
+    ``values`` holds exactly the fields asked for (absent ones as ``None``); ``quality`` holds ingestion's
+    soft flags, needed so survivorship never prefers a placeholder date or a junk phone."""
+
+    id: uuid.UUID
+    source: str
+    line_of_business: str
+    source_record_id: str
+    subject_id: uuid.UUID
+    updated_at: datetime
+    last_activity_at: datetime | None
+    values: Mapping[str, Any]
+    quality: frozenset[str]
+
+    def __repr__(self) -> str:
+        return f"DisclosedRecord(id={self.id}, source={self.source!r}, fields={sorted(self.values)})"
+
+
+QUALITY_SENSITIVE = frozenset({"date_of_birth", "phone", "postcode", "national_id"})
+"""Attributes that ingestion's quality flags can discredit (see cdp/identity/survivorship.toml)."""
 
 
 @dataclass
@@ -359,6 +385,75 @@ class RecordRepository:
 
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(SourceRecord)).scalar_one())
+
+    def disclose_members(
+        self,
+        entity_id: uuid.UUID,
+        attributes: Iterable[str],
+        *,
+        line_of_business: str | None = None,
+    ) -> list[DisclosedRecord]:
+        """The entity's member records, decrypting only ``attributes`` — the access gate's allow list —
+        and the record's own id. Nothing a reader may not see is decrypted, with one bounded exception:
+        the normalized blob is opened for its quality flags only when a flagged attribute is disclosed,
+        and everything but the flags is dropped at once. ``line_of_business`` limits the members to one
+        department's sources. Shredded subjects (erased customers) are skipped."""
+        wanted = [name for name in attributes if name in _RECORD_FIELDS and name != "source_record_id"]
+        table = table_of(SourceRecord)
+        need_quality = bool(QUALITY_SENSITIVE.intersection(wanted))
+        columns = [
+            table.c.id,
+            table.c.subject_id,
+            table.c.updated_at,
+            table.c.last_activity_at,
+            table.c.enc_source_record_id,
+            *(table.c[f"enc_{name}"] for name in wanted),
+        ]
+        if need_quality:
+            columns.append(table.c.enc_normalized)
+        query = (
+            select(
+                *columns,
+                Source.name.label("source_name"),
+                Source.line_of_business,
+                Subject.key_version,
+                Subject.kek_version,
+                Subject.wrapped_key,
+            )
+            .join(EntityMember, EntityMember.record_id == table.c.id)
+            .join(Source, Source.id == table.c.source_id)
+            .join(Subject, Subject.id == table.c.subject_id)
+            .where(EntityMember.entity_id == entity_id, Subject.wrapped_key.is_not(None))
+            .order_by(table.c.id)
+        )
+        if line_of_business is not None:
+            query = query.where(Source.line_of_business == line_of_business)
+        disclosed = []
+        for row in self.session.execute(query).mappings():
+            cipher = self.vault.keys.open(
+                row["subject_id"], WrappedKey(row["key_version"], row["kek_version"], row["wrapped_key"])
+            )
+            blobs = {name: row[f"enc_{name}"] for name in ("source_record_id", *wanted)}
+            if need_quality and row["enc_normalized"] is not None:
+                blobs["normalized"] = row["enc_normalized"]
+            values = cipher.decrypt_many(RECORD_TABLE, str(row["id"]), blobs)
+            normalized = values.pop("normalized", None)
+            quality = normalized.get("quality", ()) if isinstance(normalized, dict) else ()
+            del normalized
+            disclosed.append(
+                DisclosedRecord(
+                    id=row["id"],
+                    source=row["source_name"],
+                    line_of_business=row["line_of_business"],
+                    source_record_id=str(values.pop("source_record_id")),
+                    subject_id=row["subject_id"],
+                    updated_at=row["updated_at"],
+                    last_activity_at=row["last_activity_at"],
+                    values=values,
+                    quality=frozenset(quality),
+                )
+            )
+        return disclosed
 
 
 def _encrypt_record(cipher: FieldCipher, record_id: str, item: NewRecord) -> dict[str, bytes | None]:

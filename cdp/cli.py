@@ -259,6 +259,190 @@ def clients_disable(state: _State, client_id: str) -> None:
     out.print(f"disabled {client_id}")
 
 
+# --- staff users and the demo outbox -----------------------------------------------------------------
+
+
+@cli.group()
+def users() -> None:
+    """Staff accounts that sign in to the web apps: password, TOTP, lockout."""
+
+
+_PASSWORD_FILE = click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Read the password from this file ('-' for stdin) instead of prompting; for scripts. "
+    "One trailing newline is dropped.",
+)
+
+
+def _read_password(password_file: Path | None) -> str:
+    """The new password, from a file (or stdin) for scripts, else a hidden prompt typed twice."""
+    if password_file is None:
+        password: str = click.prompt("password", hide_input=True, confirmation_prompt=True)
+        return password
+    try:
+        text = sys.stdin.read() if str(password_file) == "-" else password_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise CdpError(f"cannot read the password file {password_file}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _print_totp_uri(uri: str) -> None:
+    out.print("TOTP enrolled. Add it to an authenticator app now (this is shown once):")
+    out.print(uri, markup=False, highlight=False)
+
+
+@users.command("create")
+@click.option("--username", required=True, help="3-64 characters of a-z, 0-9, '.', '_' and '-'.")
+@click.option("--role", required=True, help="Staff role; it bounds which scopes may be granted.")
+@click.option("--department", default=None, help="Department the user works for.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="Scope to grant (repeat for several).")
+@_PASSWORD_FILE
+@click.pass_obj
+def users_create(
+    state: _State,
+    username: str,
+    role: str,
+    department: str | None,
+    scopes: tuple[str, ...],
+    password_file: Path | None,
+) -> None:
+    """Create a staff user. Compliance officers, DPOs and admins get a TOTP second factor at once."""
+    from cdp.access.users import UserRepository
+
+    password = _read_password(password_file)
+    with _platform(state) as platform, platform.db.transaction() as session:
+        user, uri = UserRepository(session, platform.vault, platform.settings).create(
+            username=username, password=password, role=role, scopes=scopes, department=department
+        )
+    out.print(
+        f"created user {user.username}: role {user.role}, scopes: {' '.join(sorted(user.scopes))}",
+        markup=False,
+        highlight=False,
+    )
+    if uri is not None:
+        _print_totp_uri(uri)
+
+
+@users.command("list")
+@click.pass_obj
+def users_list(state: _State) -> None:
+    """Staff users and their status (never their passwords or second factors)."""
+    from cdp.access.users import UserRepository
+    from cdp.db.types import utcnow
+
+    with _platform(state) as platform, platform.db.read() as session:
+        accounts = UserRepository(session, platform.vault, platform.settings).all()
+    now = utcnow()
+    table = Table(title="staff users")
+    for column in ("username", "role", "department", "scopes", "totp", "status", "last login"):
+        table.add_column(column)
+    for u in accounts:
+        if u.disabled_at is not None:
+            status = f"disabled {u.disabled_at:%Y-%m-%d %H:%M}"
+        elif u.locked_until is not None and u.locked_until > now:
+            status = f"locked until {u.locked_until:%Y-%m-%d %H:%M}"
+        else:
+            status = "active"
+        table.add_row(
+            _cell(u.username),
+            u.role,
+            u.department or "",
+            " ".join(sorted(u.scopes)),
+            "yes" if u.totp_enabled else "no",
+            status,
+            f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never",
+        )
+    _print_table(table)
+
+
+@users.command("disable")
+@click.argument("username")
+@click.pass_obj
+def users_disable(state: _State, username: str) -> None:
+    """Disable a user: they can no longer sign in."""
+    from cdp.access.users import UserRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        user = UserRepository(session, platform.vault, platform.settings).disable(username)
+    out.print(f"disabled {user.username}", markup=False, highlight=False)
+
+
+@users.command("enable")
+@click.argument("username")
+@click.pass_obj
+def users_enable(state: _State, username: str) -> None:
+    """Re-enable a user and clear a lockout."""
+    from cdp.access.users import UserRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        user = UserRepository(session, platform.vault, platform.settings).enable(username)
+    out.print(f"enabled {user.username}", markup=False, highlight=False)
+
+
+@users.command("enroll-totp")
+@click.argument("username")
+@click.pass_obj
+def users_enroll_totp(state: _State, username: str) -> None:
+    """Enrol a new TOTP secret for a user; any previous authenticator stops working."""
+    from cdp.access.users import UserRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        uri = UserRepository(session, platform.vault, platform.settings).enroll_totp(username)
+    _print_totp_uri(uri)
+
+
+@users.command("set-password")
+@click.argument("username")
+@_PASSWORD_FILE
+@click.pass_obj
+def users_set_password(state: _State, username: str, password_file: Path | None) -> None:
+    """Set a new password for a user (a lockout stays; `cdp users enable` clears it)."""
+    from cdp.access.users import UserRepository
+
+    password = _read_password(password_file)
+    with _platform(state) as platform, platform.db.transaction() as session:
+        user = UserRepository(session, platform.vault, platform.settings).set_password(username, password)
+    out.print(f"password of {user.username} changed", markup=False, highlight=False)
+
+
+@cli.group()
+def outbox() -> None:
+    """The local demo outbox: messages cdp would have sent (sign-in codes)."""
+
+
+@outbox.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.pass_obj
+def outbox_list(state: _State, limit: int) -> None:
+    """The newest messages first, decrypted; those of erased customers are gone."""
+    from cdp.access.outbox import Outbox
+
+    with _platform(state) as platform, platform.db.read() as session:
+        entries = Outbox(session, platform.vault).latest(limit)
+    err.print(
+        "warning: local demo outbox — nothing here was sent; it holds customers' data and codes",
+        soft_wrap=True,
+    )
+    if not entries:
+        out.print("the outbox is empty")
+        return
+    table = Table(title="outbox (newest first)")
+    for column in ("time", "channel", "purpose", "recipient", "subject", "body"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            f"{entry.created_at:%Y-%m-%d %H:%M:%S}",
+            entry.channel,
+            entry.purpose,
+            _cell(entry.recipient),
+            _cell(entry.subject),
+            _cell(entry.body),
+        )
+    _print_table(table)
+
+
 @cli.group()
 def sources() -> None:
     """Sources (lines of business) and their field mappings."""

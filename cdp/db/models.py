@@ -472,4 +472,3 @@ class OAuthAuthorizationCode(Base):
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-

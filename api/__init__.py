@@ -18,6 +18,7 @@ from api.ingest import blp as ingest_blp
 from api.oauth import blp as oauth_blp
 from api.oauth import create_authorization_server
 from api.profiles import blp as profiles_blp
+from api.signin import blp as signin_blp
 from api.smorest import CdpApi
 from cdp.access.roles import SCOPES
 from cdp.config import Settings, load_settings
@@ -45,9 +46,18 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         "oauth2",
         {
             "type": "oauth2",
-            "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)}},
+            "flows": {
+                "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)},
+                "authorizationCode": {
+                    "authorizationUrl": "/oauth/authorize",
+                    "tokenUrl": "/oauth/token",
+                    "refreshUrl": "/oauth/token",
+                    "scopes": dict(SCOPES),
+                },
+            },
         },
     )
     create_authorization_server(app)
     app.register_blueprint(oauth_blp)
+    app.register_blueprint(signin_blp)
     return app

@@ -1,32 +1,61 @@
 """The OAuth 2 authorization server (Authlib) and the resource protector for the API.
 
-* ``POST /oauth/token`` — client credentials (RFC 6749 §4.4), client authenticated with
-  ``client_secret_basic`` or ``client_secret_post``; issues RFC 9068 JWT access tokens signed ES256.
-* ``POST /oauth/revoke`` (RFC 7009) and ``POST /oauth/introspect`` (RFC 7662), client-authenticated.
+Endpoints (the sign-in pages of ``/oauth/authorize`` live in :mod:`api.signin`):
+
+* ``POST /oauth/token`` —
+  - ``client_credentials`` (RFC 6749 §4.4) for machine clients, authenticated with
+    ``client_secret_basic`` or ``client_secret_post``;
+  - ``authorization_code`` (§4.1) with PKCE (RFC 7636), ``S256`` only and required of every client,
+    public or confidential (RFC 9700 §2.1.1). Confidential clients authenticate as above, public ones
+    with ``none`` (client id only — PKCE is what binds the code to them). A code is single use and
+    short-lived (``authorization_code_ttl_seconds``); a second use fails and revokes the sign-in issued
+    from it (§4.1.2);
+  - ``refresh_token`` (§6) with rotation (RFC 9700 §4.14.2): every refresh marks the presented token
+    used and returns a new one of the same sign-in; the scope may only shrink. Presenting a used
+    refresh token again, or one issued to another client, revokes the whole sign-in.
+  Every token is an RFC 9068 JWT access token signed ES256; tokens of a person carry ``sub``
+  ``user:<uuid>`` or ``customer:<record uuid>``, their role and department and ``sid``, the sign-in
+  (token family) they belong to.
+* ``POST /oauth/revoke`` (RFC 7009): access tokens by ``jti``; refresh tokens revoke their whole sign-in.
+  Public clients may revoke their own tokens (auth ``none``).
+* ``POST /oauth/introspect`` (RFC 7662), for confidential clients. Only access tokens are introspected;
+  a refresh token is reported ``{"active": false}`` (it means nothing to a resource server).
 * ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and ``GET /oauth/jwks.json``.
 
-Tokens are short-lived (``access_token_ttl_seconds``). Every protected request verifies the signature
-(ES256 only — ``none`` and HMAC algorithms are refused), ``typ`` ``at+jwt``, issuer, audience, expiry, then
-checks that the token is not revoked and its client is not disabled, so both take effect immediately.
-Errors follow RFC 6749/6750 (``invalid_token``, ``insufficient_scope`` with ``WWW-Authenticate``).
+No implicit or password grant exists. Access tokens are short-lived (``access_token_ttl_seconds``). Every
+protected request verifies the signature (ES256 only — ``none`` and HMAC algorithms are refused),
+``typ`` ``at+jwt``, issuer, audience, expiry, then in one indexed query that the token is not revoked,
+its client is enabled, its staff user (if any) is enabled and its sign-in (``sid``) is not revoked — so
+all of these take effect on the next request. Errors follow RFC 6749/6750 (``invalid_token``,
+``insufficient_scope`` with ``WWW-Authenticate``).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -37,6 +66,20 @@ from joserfc.jws import extract_compact
 
 from api.context import current_platform
 from cdp.access.clients import Client, ClientRepository, secret_matches
+from cdp.access.grants import (
+    REVOKED_CODE_REUSE,
+    REVOKED_PRINCIPAL,
+    REVOKED_REFRESH_REUSE,
+    REVOKED_SIGN_OUT,
+    REVOKED_WRONG_CLIENT,
+    S256,
+    GrantStore,
+    ResourceOwner,
+    StoredCode,
+    StoredRefreshToken,
+    current_owner,
+    parse_principal,
+)
 from cdp.access.roles import SCOPES
 from cdp.access.tokens import TokenRegistry
 from cdp.vault.signing import ALG, SigningKeys
@@ -44,8 +87,14 @@ from cdp.vault.signing import ALG, SigningKeys
 P = ParamSpec("P")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
 blp = Blueprint("oauth", __name__)
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+"""How confidential clients authenticate."""
+PUBLIC_AUTH_METHOD = "none"
+"""How public clients "authenticate" at the token and revocation endpoints: client id only."""
+TOKEN_AUTH_METHODS = (*AUTH_METHODS, PUBLIC_AUTH_METHOD)
+GRANT_TYPES_SUPPORTED = ("authorization_code", "client_credentials", "refresh_token")
 
 
 # -- clients ------------------------------------------------------------------------------------------
@@ -62,6 +111,7 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return self.client.client_id
 
     def get_default_redirect_uri(self) -> None:
+        # No default: every authorization request names its redirect URI, matched exactly.
         return None
 
     def get_allowed_scope(self, scope: str | None) -> str:
@@ -70,16 +120,21 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return " ".join(s for s in scope_to_list(scope) if s in self.client.scopes)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        """Exact string comparison with a registered URI (RFC 9700 §2.1): no prefix, pattern or
+        normalization, which is where open redirectors come from."""
+        return redirect_uri in self.client.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
         return secret_matches(self._secret_hash, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.client.public:
+            # Token and revocation only: introspection is for resource servers, which hold secrets.
+            return method == PUBLIC_AUTH_METHOD and endpoint in ("token", "revocation")
         return method in AUTH_METHODS
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and "authorization_code" in self.client.grant_types
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.client.grant_types
@@ -94,7 +149,18 @@ def _query_client(client_id: str) -> OAuthClient | None:
 
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
-    """JWT access tokens are self-contained; nothing to store (client credentials issue no refresh)."""
+    """JWT access tokens are self-contained, and the grants store refresh tokens themselves (with the
+    sign-in they belong to, in the same transaction as the code or token they replace)."""
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The ``user`` Authlib hands the token generator for a person's tokens: who, which sign-in, and the
+    refresh token already stored for it."""
+
+    owner: ResourceOwner
+    family_id: uuid.UUID
+    refresh_token: str = field(repr=False)
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
@@ -105,6 +171,187 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         requested = set(scope_to_list(self.request.payload.scope) or [])
         if requested - self.request.client.client.scopes:
             raise InvalidScopeError()
+
+
+class RequiredS256(CodeChallenge):  # type: ignore[misc]
+    """PKCE required of every authorization request, S256 only (RFC 9700 §2.1.1). Authlib's
+    :class:`CodeChallenge` accepts a request without a challenge and defaults a missing method to
+    ``plain``; both are refused here, so every stored code carries an S256 challenge and the token
+    endpoint then always demands the matching ``code_verifier``."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = S256
+    SUPPORTED_CODE_CHALLENGE_METHOD = [S256]
+    CODE_CHALLENGE_METHODS = {S256: compare_s256_code_challenge}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge and code_challenge_method=S256")
+        if data.get("code_challenge_method") != S256:
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+def _revoke_and_refuse(family_id: uuid.UUID, reason: str, message: str) -> InvalidGrantError:
+    """Revoke a sign-in (in its own transaction, committed before the error is raised) and return the
+    error to raise."""
+    with current_platform().db.transaction() as session:
+        revoked = GrantStore(session).revoke_family(family_id, reason)
+    if revoked:
+        log.warning("sign-in %s revoked: %s", family_id, reason)
+    return InvalidGrantError(message)
+
+
+def _token_scope(granted: str, owner: ResourceOwner) -> str:
+    """The granted scope narrowed to what the person holds now (their grants may have shrunk)."""
+    return " ".join(sorted(set(granted.split()) & owner.scopes))
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    """RFC 6749 §4.1 with the RFC 9700 rules: exact redirect URIs, PKCE S256, single-use codes."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        # Authlib silently drops scopes the client was not registered for; ask for them and you are told.
+        requested = set(scope_to_list(self.request.payload.scope) or [])
+        if requested - self.request.client.client.scopes:
+            raise InvalidScopeError(redirect_uri=redirect_uri)
+        return redirect_uri
+
+    def generate_authorization_code(self) -> str:
+        return secrets.token_urlsafe(32)
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
+        """Issue a code for a signed-in person (``grant_user``, a :class:`ResourceOwner`; None = the
+        person declined). The scope is what was asked (or the client's, if nothing was) narrowed to the
+        person's own scopes; if nothing is left, access is denied rather than a useless code issued."""
+        if isinstance(grant_user, ResourceOwner):
+            scope = _token_scope(self.request.scope or "", grant_user)
+            if not scope:
+                raise AccessDeniedError(
+                    "The account holds none of the requested scopes", redirect_uri=redirect_uri
+                )
+            self.request.scope = scope
+        return super().create_authorization_response(redirect_uri, grant_user)
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        platform = current_platform()
+        owner: ResourceOwner = request.user
+        data = request.payload.data
+        with platform.db.transaction() as session:
+            GrantStore(session).save_code(
+                code,
+                client_id=request.client.get_client_id(),
+                principal=owner.principal,
+                redirect_uri=request.payload.redirect_uri,
+                scope=request.scope,
+                code_challenge=data["code_challenge"],
+                code_challenge_method=data["code_challenge_method"],
+                ttl_seconds=platform.settings.authorization_code_ttl_seconds,
+            )
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
+        """The code if it is this client's, unused and unexpired. A used one is a replay — the code
+        leaked or the client misbehaves — so the sign-in issued from it is revoked."""
+        with current_platform().db.read() as session:
+            stored = GrantStore(session).find_code(code)
+        if stored is None or stored.client_id != client.get_client_id():
+            return None
+        if stored.used_at is not None:
+            raise _revoke_and_refuse(stored.family_id, REVOKED_CODE_REUSE, "The code was already used")
+        if stored.is_expired():
+            return None
+        return stored
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Runs after the PKCE verifier was checked. Redeems the code (a conditional update, so of two
+        concurrent redemptions one loses — and revokes) and starts the sign-in in one transaction."""
+        client: OAuthClient = self.request.client
+        code: StoredCode = self.request.authorization_code
+        settings = current_platform().settings
+        refused: InvalidGrantError | None = None
+        with current_platform().db.transaction() as session:
+            store = GrantStore(session)
+            owner = current_owner(session, code.principal)
+            scope = _token_scope(code.scope, owner) if owner else ""
+            if not store.consume_code(code):
+                if store.revoke_family(code.family_id, REVOKED_CODE_REUSE):
+                    log.warning("sign-in %s revoked: %s", code.family_id, REVOKED_CODE_REUSE)
+                refused = InvalidGrantError("The code was already used")
+            elif owner is None or not scope:
+                refused = InvalidGrantError("The account can no longer sign in")
+            else:
+                family = store.start_family(
+                    family_id=code.family_id,
+                    client_id=client.get_client_id(),
+                    principal=owner.principal,
+                    scope=scope,
+                    ttl_seconds=settings.refresh_token_ttl_seconds,
+                )
+                refresh_token = store.issue_refresh_token(family)
+        if refused is not None:
+            raise refused
+        assert owner is not None
+        token = self.generate_token(
+            user=SignIn(owner, family.id, refresh_token), scope=scope, include_refresh_token=True
+        )
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    """RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> StoredRefreshToken | None:
+        """The stored token if it may be used by the authenticated client. A used token presented again
+        (reuse: someone holds a copy) or a token presented by another client (it leaked) revokes the
+        whole sign-in: the attacker's and the victim's tokens alike stop working."""
+        client: OAuthClient = self.request.client
+        with current_platform().db.read() as session:
+            stored = GrantStore(session).find_refresh_token(refresh_token)
+        if stored is None:
+            return None
+        if not stored.check_client(client):
+            raise _revoke_and_refuse(stored.family.id, REVOKED_WRONG_CLIENT, "The refresh token is invalid")
+        if stored.used_at is not None:
+            raise _revoke_and_refuse(
+                stored.family.id, REVOKED_REFRESH_REUSE, "The refresh token was already used"
+            )
+        return stored if stored.usable else None
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client: OAuthClient = self.request.client
+        stored: StoredRefreshToken = self.request.refresh_token
+        family = stored.family
+        refused: OAuth2Error | None = None
+        with current_platform().db.transaction() as session:
+            store = GrantStore(session)
+            owner = current_owner(session, family.principal)
+            scope = _token_scope(self.request.payload.scope or family.scope, owner) if owner else ""
+            if owner is None:
+                store.revoke_family(family.id, REVOKED_PRINCIPAL)
+                refused = InvalidGrantError("The account can no longer sign in")
+            elif not scope:
+                # Checked before rotating: the client keeps a working refresh token.
+                refused = InvalidScopeError()
+            elif not store.use_refresh_token(stored):
+                if store.revoke_family(family.id, REVOKED_REFRESH_REUSE):
+                    log.warning("sign-in %s revoked: %s", family.id, REVOKED_REFRESH_REUSE)
+                refused = InvalidGrantError("The refresh token was already used")
+            else:
+                new_refresh_token = store.issue_refresh_token(family)
+        if refused is not None:
+            raise refused
+        assert owner is not None
+        token = self.generate_token(
+            user=SignIn(owner, family.id, new_refresh_token), scope=scope, include_refresh_token=True
+        )
+        log.debug("refreshed sign-in %s for client %s", family.id, client.get_client_id())
+        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 # -- signing ------------------------------------------------------------------------------------------
@@ -141,14 +388,21 @@ def _keys() -> _KeyCache:
 
 
 class JWTAccessTokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
-    """RFC 9068 access tokens: ``typ: at+jwt``, ES256, with the client's role and department."""
+    """RFC 9068 access tokens: ``typ: at+jwt``, ES256. A machine client's token carries the client's
+    role and department; a person's (``user`` is a :class:`SignIn`) carries theirs, their principal as
+    ``sub`` and the sign-in as ``sid``. Refresh tokens come from the grant, already stored."""
 
     def __init__(self) -> None:
-        super().__init__(self._access_token, None, self._expires_in)
+        super().__init__(self._access_token, self._refresh_token, self._expires_in)
 
     @staticmethod
     def _expires_in(client: OAuthClient, grant_type: str) -> int:
         return current_platform().settings.access_token_ttl_seconds
+
+    @staticmethod
+    def _refresh_token(client: OAuthClient, grant_type: str, user: Any, scope: str) -> str:
+        assert isinstance(user, SignIn), "refresh tokens are issued for sign-ins only"
+        return user.refresh_token
 
     @staticmethod
     def _access_token(client: OAuthClient, grant_type: str, user: Any, scope: str) -> str:
@@ -156,7 +410,7 @@ class JWTAccessTokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
         keys = _keys()
         keys.refresh()
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": settings.issuer,
             "sub": client.client.client_id,
             "aud": settings.api_audience,
@@ -167,8 +421,14 @@ class JWTAccessTokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
             "scope": scope,
             "roles": [client.client.role],
         }
-        if client.client.department:
-            claims["department"] = client.client.department
+        department = client.client.department
+        if isinstance(user, SignIn):
+            claims["sub"] = user.owner.principal
+            claims["roles"] = [user.owner.role]
+            claims["sid"] = str(user.family_id)
+            department = user.owner.department
+        if department:
+            claims["department"] = department
         header = {"alg": ALG, "typ": "at+jwt", "kid": keys.signer_kid}
         assert keys.signer is not None
         return jwt.encode(header, claims, keys.signer, algorithms=[ALG])
@@ -181,8 +441,18 @@ class TokenRejected(Exception):
     """A bearer token that must not be honoured; the message is a safe RFC 6750 description."""
 
 
+PrincipalKind = Literal["client", "user", "customer"]
+
+
 @dataclass(frozen=True)
 class Principal:
+    """Who a verified access token speaks for.
+
+    ``kind`` is ``client`` for a machine client (``subject`` = its client id), ``user`` for a member of
+    staff (``subject`` = ``user:<uuid>``) and ``customer`` for a customer (``subject`` =
+    ``customer:<source record uuid>``); the last two came through a sign-in app (``client_id``) and
+    carry the sign-in they belong to (``family_id``, the ``sid`` claim)."""
+
     client_id: str
     subject: str
     roles: tuple[str, ...]
@@ -190,6 +460,24 @@ class Principal:
     scopes: frozenset[str]
     jti: str
     expires_at: datetime
+    family_id: str | None = None
+    kind: PrincipalKind = "client"
+
+    @property
+    def customer_record_id(self) -> uuid.UUID | None:
+        """The source record a customer signed in as; None for staff and clients."""
+        if self.kind != "customer":
+            return None
+        parsed = parse_principal(self.subject)
+        return parsed[1] if parsed else None
+
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        """The staff user behind the token; None for customers and clients."""
+        if self.kind != "user":
+            return None
+        parsed = parse_principal(self.subject)
+        return parsed[1] if parsed else None
 
     # Authlib's introspection endpoint asks the token object these two questions.
     def is_expired(self) -> bool:
@@ -197,6 +485,26 @@ class Principal:
 
     def is_revoked(self) -> bool:
         return False  # verify_access_token has already refused revoked tokens
+
+
+def _subject_of(claims: dict[str, Any]) -> tuple[PrincipalKind, uuid.UUID | None, uuid.UUID | None]:
+    """(kind, staff user id, sign-in id) of verified claims. A person's token must name a well-formed
+    principal and its sign-in; a client's must be about the client itself."""
+    subject = str(claims["sub"])
+    sid = claims.get("sid")
+    parsed = parse_principal(subject)
+    if parsed is None:
+        if subject != claims["client_id"] or sid is not None:
+            raise TokenRejected("The access token's subject is invalid")
+        return "client", None, None
+    try:
+        family_id = uuid.UUID(str(sid)) if sid is not None else None
+    except ValueError:
+        family_id = None
+    if family_id is None:
+        raise TokenRejected("The access token's subject is invalid")
+    kind, ident = parsed
+    return kind, (ident if kind == "user" else None), family_id
 
 
 def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
@@ -231,10 +539,14 @@ def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
     except JoseError:
         raise TokenRejected("The access token is expired or not meant for this API") from None
     claims = decoded.claims
+    kind, user_id, family_id = _subject_of(claims)
     if check_usable:
         with platform.db.read() as session:
-            if not TokenRegistry(session).is_usable(claims["jti"], claims["client_id"]):
-                raise TokenRejected("The access token was revoked or its client disabled")
+            usable = TokenRegistry(session).is_usable(
+                claims["jti"], claims["client_id"], user_id=user_id, family_id=family_id
+            )
+        if not usable:
+            raise TokenRejected("The access token was revoked or its client or user disabled")
     return Principal(
         client_id=claims["client_id"],
         subject=claims["sub"],
@@ -243,6 +555,8 @@ def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
         scopes=frozenset(str(claims.get("scope", "")).split()),
         jti=claims["jti"],
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        family_id=str(family_id) if family_id else None,
+        kind=kind,
     )
 
 
@@ -295,29 +609,52 @@ def current_principal() -> Principal:
 # -- revocation and introspection ---------------------------------------------------------------------
 
 
+def _find_refresh_token(token_string: str) -> StoredRefreshToken | None:
+    with current_platform().db.read() as session:
+        return GrantStore(session).find_refresh_token(token_string)
+
+
 class JWTRevocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+    """Access tokens are revoked by ``jti``; a refresh token revokes its sign-in, and with it every
+    access and refresh token of that sign-in (RFC 7009 §2.1)."""
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Principal | None:
-        try:
-            return verify_access_token(token_string, check_usable=False)
-        except TokenRejected:
-            return None
+    CLIENT_AUTH_METHODS = list(TOKEN_AUTH_METHODS)
 
-    def authenticate_token(self, request: Any, client: OAuthClient) -> Principal | None:
+    def query_token(
+        self, token_string: str, token_type_hint: str | None
+    ) -> Principal | StoredRefreshToken | None:
+        def access() -> Principal | None:
+            try:
+                return verify_access_token(token_string, check_usable=False)
+            except TokenRejected:
+                return None
+
+        if token_type_hint == "refresh_token":  # noqa: S105 - a hint name, not a secret
+            return _find_refresh_token(token_string) or access()
+        return access() or _find_refresh_token(token_string)
+
+    def authenticate_token(self, request: Any, client: OAuthClient) -> Principal | StoredRefreshToken | None:
         self.check_params(request, client)
         token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
         # RFC 7009 §2.1: a client may only revoke its own tokens; others are silently ignored.
-        if token is not None and token.client_id == client.get_client_id():
+        if isinstance(token, Principal) and token.client_id == client.get_client_id():
+            return token
+        if isinstance(token, StoredRefreshToken) and token.check_client(client):
             return token
         return None
 
-    def revoke_token(self, token: Principal, request: Any) -> None:
+    def revoke_token(self, token: Principal | StoredRefreshToken, request: Any) -> None:
         with current_platform().db.transaction() as session:
-            TokenRegistry(session).revoke(token.jti, token.client_id, token.expires_at)
+            if isinstance(token, StoredRefreshToken):
+                GrantStore(session).revoke_family(token.family.id, REVOKED_SIGN_OUT)
+            else:
+                TokenRegistry(session).revoke(token.jti, token.client_id, token.expires_at)
 
 
 class JWTIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
+    """Access tokens only: refresh tokens are reported inactive — they mean nothing to a resource
+    server, and answering for them would only help someone holding a stolen one."""
+
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Principal | None:
@@ -344,6 +681,7 @@ class JWTIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
             "jti": token.jti,
             "roles": list(token.roles),
             **({"department": token.department} if token.department else {}),
+            **({"sid": token.family_id} if token.family_id else {}),
         }
 
 
@@ -355,16 +693,22 @@ def create_authorization_server(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_token_generator("default", JWTAccessTokenGenerator())
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(AuthorizationCodeGrant, [RequiredS256(required=True)])
+    server.register_grant(RefreshTokenGrant)
     server.register_endpoint(JWTRevocation)
     server.register_endpoint(JWTIntrospection)
     app.extensions["cdp_oauth_server"] = server
     return server
 
 
-def _server() -> AuthorizationServer:
+def authorization_server() -> AuthorizationServer:
+    """The app's Authlib server (for the authorization endpoint's pages in :mod:`api.signin`)."""
     server = current_app.extensions["cdp_oauth_server"]
     assert isinstance(server, AuthorizationServer)
     return server
+
+
+_server = authorization_server
 
 
 @blp.post("/oauth/token")
@@ -398,14 +742,18 @@ def metadata() -> ResponseReturnValue:
     return jsonify(
         {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
             "jwks_uri": f"{issuer}/oauth/jwks.json",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
-            "grant_types_supported": ["client_credentials"],
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-            "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "grant_types_supported": list(GRANT_TYPES_SUPPORTED),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": [S256],
+            "authorization_response_iss_parameter_supported": True,
+            "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+            "revocation_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
             "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "scopes_supported": sorted(SCOPES),
         }

@@ -208,26 +208,66 @@ def clients() -> None:
 @clients.command("create")
 @click.option("--name", required=True, help="Who this client is, e.g. 'billing export job'.")
 @click.option(
-    "--grant", type=click.Choice(["client_credentials"]), default="client_credentials", show_default=True
+    "--grant",
+    type=click.Choice(["client_credentials", "authorization_code"]),
+    default="client_credentials",
+    show_default=True,
+    help="client_credentials for a department service; authorization_code (+ PKCE) for an app people "
+    "sign in to.",
 )
-@click.option("--role", required=True, help="Role; it bounds which scopes may be granted.")
-@click.option("--department", default=None, help="Department the client acts for.")
+@click.option(
+    "--role",
+    required=True,
+    help="client_credentials: the service's role, it bounds the scopes. authorization_code: who signs in "
+    "through the app — 'staff' (username, password, TOTP) or 'customer' (emailed one-time code).",
+)
+@click.option("--department", default=None, help="Department a service client acts for.")
 @click.option("--scope", "scopes", multiple=True, required=True, help="Scope to grant (repeat for several).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="authorization_code: a redirect URI, matched exactly (https, or http on a loopback host; repeat).",
+)
+@click.option(
+    "--public", is_flag=True, help="authorization_code: a browser or native app that cannot keep a secret."
+)
 @click.pass_obj
 def clients_create(
-    state: _State, name: str, grant: str, role: str, department: str | None, scopes: tuple[str, ...]
+    state: _State,
+    name: str,
+    grant: str,
+    role: str,
+    department: str | None,
+    scopes: tuple[str, ...],
+    redirect_uris: tuple[str, ...],
+    public: bool,
 ) -> None:
     """Register a client and print its id and secret — the secret is shown this once only."""
     from cdp.access.clients import ClientRepository
 
+    if grant == "client_credentials" and (redirect_uris or public):
+        raise click.UsageError("--redirect-uri and --public apply to the authorization_code grant only")
     with _platform(state) as platform, platform.db.transaction() as session:
         client, secret = ClientRepository(session).create(
-            name=name, role=role, department=department, scopes=scopes, grant=grant
+            name=name,
+            role=role,
+            department=department,
+            scopes=scopes,
+            grant=grant,
+            redirect_uris=redirect_uris,
+            public=public,
         )
     out.print(f"client_id:     {client.client_id}")
-    out.print(f"client_secret: {secret}")
+    if secret is not None:
+        out.print(f"client_secret: {secret}")
+    else:
+        out.print("public client: no secret; it must use PKCE (S256) and token endpoint auth 'none'")
     out.print(f"role {client.role}, scopes: {' '.join(sorted(client.scopes))}")
-    out.print("store the secret now: only a hash of it is kept")
+    if client.redirect_uris:
+        out.print(f"redirect URIs: {' '.join(client.redirect_uris)}")
+    if secret is not None:
+        out.print("store the secret now: only a hash of it is kept")
 
 
 @clients.command("list")
@@ -239,11 +279,16 @@ def clients_list(state: _State) -> None:
     with _platform(state) as platform, platform.db.read() as session:
         registered = ClientRepository(session).all()
     table = Table(title="OAuth clients")
-    for column in ("client_id", "name", "role", "department", "scopes", "status"):
+    for column in ("client_id", "name", "grant", "role", "department", "scopes", "status"):
         table.add_column(column)
     for c in registered:
         status = "active" if c.active else f"disabled {c.disabled_at:%Y-%m-%d %H:%M}"
-        table.add_row(c.client_id, c.name, c.role, c.department or "", " ".join(sorted(c.scopes)), status)
+        grant = "authorization_code" if "authorization_code" in c.grant_types else "client_credentials"
+        if c.public:
+            grant += " (public)"
+        table.add_row(
+            c.client_id, c.name, grant, c.role, c.department or "", " ".join(sorted(c.scopes)), status
+        )
     out.print(table)
 
 

@@ -31,6 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cdp.access.grants import GrantStore
 from cdp.access.roles import ROLE_SCOPES, PolicyError, check_grantable
 from cdp.config import Settings
 from cdp.db import Database
@@ -246,11 +247,14 @@ class UserRepository:
         )
 
     def disable(self, username: str) -> StaffUser:
-        """Disable an account: it can no longer sign in (its tokens are the token layer's business)."""
+        """Disable an account: it can no longer sign in, its access tokens fail at the next request (the
+        per-request check), and its sign-ins (refresh-token families) are revoked now — so enabling the
+        account again later does not bring old sessions back."""
         row = self._require(username)
         if row.disabled_at is None:
             row.disabled_at = utcnow()
         self.session.flush()
+        GrantStore(self.session).revoke_principal(f"user:{row.id}")
         return _user(row)
 
     def enable(self, username: str) -> StaffUser:

@@ -182,7 +182,7 @@ def test_introspection_reports_active_then_inactive_after_revocation(live: Live)
 def test_metadata_and_jwks_are_published(live: Live) -> None:
     metadata = requests.get(f"{live.base}/.well-known/oauth-authorization-server", timeout=5).json()
     assert metadata["issuer"] == live.base
-    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["grant_types_supported"] == ["authorization_code", "client_credentials", "refresh_token"]
     assert "implicit" not in json.dumps(metadata) and "password" not in metadata["grant_types_supported"]
     jwks = requests.get(metadata["jwks_uri"], timeout=5).json()
     assert [k["kty"] for k in jwks["keys"]] == ["EC"] and all("d" not in k for k in jwks["keys"])

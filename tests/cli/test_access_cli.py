@@ -190,3 +190,77 @@ def test_outbox_list_shows_the_codes_with_a_warning(workdir: Path, platform: Pla
     assert "local demo outbox" in result.stderr
     assert "john.smith@example.com" in listed and "sign_in_code" in listed
     assert re.search(r"sign-in code is \d{6}", listed)
+
+
+def test_app_clients_are_registered_with_exact_redirect_uris(workdir: Path, platform: Platform) -> None:
+    public = ok(
+        cdp(
+            workdir,
+            "clients",
+            "create",
+            "--name",
+            "privacy center",
+            "--grant",
+            "authorization_code",
+            "--role",
+            "customer",
+            "--scope",
+            "self:read",
+            "--redirect-uri",
+            "https://privacy.example/cb",
+            "--public",
+        )
+    )
+    assert "client_secret" not in public and "PKCE" in public
+    assert "redirect URIs: https://privacy.example/cb" in public
+    console = ok(
+        cdp(
+            workdir,
+            "clients",
+            "create",
+            "--name",
+            "360 view",
+            "--grant",
+            "authorization_code",
+            "--role",
+            "staff",
+            "--scope",
+            "profiles:read",
+            "--redirect-uri",
+            "http://127.0.0.1:9000/cb",
+        )
+    )
+    assert re.search(r"client_secret: \S{40,}", console)
+    listing = ok(cdp(workdir, "clients", "list", COLUMNS="250"))
+    assert "authorization_code (public)" in listing and "privacy center" in listing
+    refused = one_line_error(
+        cdp(
+            workdir,
+            "clients",
+            "create",
+            "--name",
+            "bad",
+            "--grant",
+            "authorization_code",
+            "--role",
+            "staff",
+            "--scope",
+            "profiles:read",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        )
+    )
+    assert "redirect" in refused.lower()
+    mixed = cdp(
+        workdir,
+        "clients",
+        "create",
+        "--name",
+        "svc",
+        "--role",
+        "support_agent",
+        "--scope",
+        "profiles:read",
+        "--public",
+    )
+    assert mixed.returncode == 2 and "authorization_code grant only" in mixed.stderr

@@ -695,6 +695,20 @@ def _seed(platform: Platform, people: int, seed_value: int) -> None:
             f"{resolved['pairs_for_review']:,} pairs to review)"
         )
     out.print(f"ground truth (who is who, for evaluating identity resolution): {result.ground_truth}")
+    _demo_access(platform)
+
+
+def _demo_access(platform: Platform) -> None:
+    from cdp.demo.principals import ensure_demo_access
+
+    access = ensure_demo_access(platform, platform.settings.data_dir / "demo")
+    verb = "created" if access.created else "in"
+    out.print(f"demo accounts (staff per role, one department service): {verb} {access.credentials}")
+    if access.sample_customer:
+        out.print(
+            f"try: a token for the demo service, then GET /v1/customers/{access.sample_customer}"
+            "?purpose=support"
+        )
 
 
 @demo.command("seed")
@@ -725,6 +739,7 @@ def demo_run(state: _State, people: int, port: int | None) -> None:
             _seed(platform, people, 42)
         else:
             out.print(f"demo data: {existing:,} records already present")
+            _demo_access(platform)
     finally:
         platform.close()
     settings = state.settings.with_overrides(port=port)

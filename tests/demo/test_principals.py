@@ -1,0 +1,50 @@
+"""The demo's accounts: created once, secrets only in an operator-only file, and they work — a staff
+password signs in, the department service's secret gets a token that reads a seeded customer."""
+
+from __future__ import annotations
+
+import base64
+import re
+import stat
+from pathlib import Path
+
+from api import create_app
+from cdp.access.users import UserRepository, sign_in
+from cdp.demo.principals import STAFF, ensure_demo_access
+from cdp.demo.seed import seed
+from cdp.platform import Platform
+
+
+def test_demo_accounts_are_created_once_and_work(platform: Platform, tmp_path: Path) -> None:
+    seed(platform.db, platform.vault, work_dir=tmp_path, people=30, seed_value=3)
+    access = ensure_demo_access(platform, tmp_path)
+    assert access.created and access.sample_customer
+    assert stat.S_IMODE(access.credentials.stat().st_mode) == 0o600
+    text = access.credentials.read_text(encoding="utf-8")
+    with platform.db.read() as session:
+        users = UserRepository(session, platform.vault, platform.settings)
+        assert {u.username for u in users.all()} == {name for name, *_ in STAFF}
+        assert all(u.totp_enabled == (u.role in {"compliance_officer", "dpo"}) for u in users.all())
+
+    password = re.search(r"staff support\s+role support_agent\s+password (\S+)", text)
+    assert password is not None
+    assert sign_in(platform.db, platform.vault, platform.settings, "support", password.group(1)).role == (
+        "support_agent"
+    )
+
+    client_id = re.search(r"client_id (\S+)", text)
+    secret = re.search(r"client_secret (\S+)", text)
+    assert client_id and secret
+    client = create_app(platform=platform).test_client()
+    basic = base64.b64encode(f"{client_id.group(1)}:{secret.group(1)}".encode()).decode()
+    token = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    ).get_json()["access_token"]
+    read = client.get(
+        f"/v1/customers/{access.sample_customer}?purpose=support",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert read.status_code == 200 and read.get_json()["attributes"]
+
+    again = ensure_demo_access(platform, tmp_path)
+    assert not again.created and access.credentials.read_text(encoding="utf-8") == text

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, and pytest on SQLite and on the real PostgreSQL server.
+# The whole test suite: lint, types, and pytest on SQLite, on the real PostgreSQL server and in Chromium.
 # Used by `make test` and by .ci/run. Exits non-zero on any failure, including "no tests collected".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,15 @@ if [ -z "${CDP_TEST_POSTGRES_URL:-}" ]; then
     export CDP_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test"
   else
     echo "note: no PostgreSQL on 127.0.0.1:5432 — PostgreSQL tests will be skipped (they fail under CI=true)"
+  fi
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests (Playwright never downloads one)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: /usr/bin/chromium is missing — browser tests will be skipped (they fail under CI=true)"
   fi
 fi
 

@@ -30,6 +30,7 @@ from cdp.platform import Platform
 from cdp.vault import rotation
 
 if TYPE_CHECKING:
+    from cdp.access.users import UserRepository
     from cdp.identity.service import IdentityService
     from cdp.sources.ingest import IngestSummary
 
@@ -56,6 +57,15 @@ def _platform(state: _State) -> Iterator[Platform]:
         yield platform
     finally:
         platform.close()
+
+
+@contextmanager
+def _users(state: _State) -> Iterator[UserRepository]:
+    """Staff accounts in one transaction (committed when the command's block ends without error)."""
+    from cdp.access.users import UserRepository
+
+    with _platform(state) as platform, platform.db.transaction() as session:
+        yield UserRepository(session, platform.vault, platform.settings)
 
 
 def _progress() -> Progress:
@@ -354,11 +364,9 @@ def users_create(
     password_file: Path | None,
 ) -> None:
     """Create a staff user. Compliance officers, DPOs and admins get a TOTP second factor at once."""
-    from cdp.access.users import UserRepository
-
     password = _read_password(password_file)
-    with _platform(state) as platform, platform.db.transaction() as session:
-        user, uri = UserRepository(session, platform.vault, platform.settings).create(
+    with _users(state) as accounts:
+        user, uri = accounts.create(
             username=username, password=password, role=role, scopes=scopes, department=department
         )
     out.print(
@@ -407,10 +415,8 @@ def users_list(state: _State) -> None:
 @click.pass_obj
 def users_disable(state: _State, username: str) -> None:
     """Disable a user: they can no longer sign in."""
-    from cdp.access.users import UserRepository
-
-    with _platform(state) as platform, platform.db.transaction() as session:
-        user = UserRepository(session, platform.vault, platform.settings).disable(username)
+    with _users(state) as accounts:
+        user = accounts.disable(username)
     out.print(f"disabled {user.username}", markup=False, highlight=False)
 
 
@@ -419,10 +425,8 @@ def users_disable(state: _State, username: str) -> None:
 @click.pass_obj
 def users_enable(state: _State, username: str) -> None:
     """Re-enable a user and clear a lockout."""
-    from cdp.access.users import UserRepository
-
-    with _platform(state) as platform, platform.db.transaction() as session:
-        user = UserRepository(session, platform.vault, platform.settings).enable(username)
+    with _users(state) as accounts:
+        user = accounts.enable(username)
     out.print(f"enabled {user.username}", markup=False, highlight=False)
 
 
@@ -431,10 +435,8 @@ def users_enable(state: _State, username: str) -> None:
 @click.pass_obj
 def users_enroll_totp(state: _State, username: str) -> None:
     """Enrol a new TOTP secret for a user; any previous authenticator stops working."""
-    from cdp.access.users import UserRepository
-
-    with _platform(state) as platform, platform.db.transaction() as session:
-        uri = UserRepository(session, platform.vault, platform.settings).enroll_totp(username)
+    with _users(state) as accounts:
+        uri = accounts.enroll_totp(username)
     _print_totp_uri(uri)
 
 
@@ -444,11 +446,9 @@ def users_enroll_totp(state: _State, username: str) -> None:
 @click.pass_obj
 def users_set_password(state: _State, username: str, password_file: Path | None) -> None:
     """Set a new password for a user (a lockout stays; `cdp users enable` clears it)."""
-    from cdp.access.users import UserRepository
-
     password = _read_password(password_file)
-    with _platform(state) as platform, platform.db.transaction() as session:
-        user = UserRepository(session, platform.vault, platform.settings).set_password(username, password)
+    with _users(state) as accounts:
+        user = accounts.set_password(username, password)
     out.print(f"password of {user.username} changed", markup=False, highlight=False)
 
 

@@ -16,6 +16,7 @@ bench:
 	.venv/bin/python -m bench.key_rotation
 	.venv/bin/python -m bench.ingest_throughput
 	.venv/bin/python -m bench.resolution
+	.venv/bin/python -m bench.http_reads
 
 venv:
 	bash scripts/venv.sh

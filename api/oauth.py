@@ -81,7 +81,7 @@ from cdp.access.grants import (
     parse_principal,
 )
 from cdp.access.roles import SCOPES
-from cdp.access.tokens import TokenRegistry
+from cdp.access.tokens import TokenRegistry, token_usable
 from cdp.vault.signing import ALG, SigningKeys
 
 P = ParamSpec("P")
@@ -541,9 +541,9 @@ def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
     claims = decoded.claims
     kind, user_id, family_id = _subject_of(claims)
     if check_usable:
-        with platform.db.read() as session:
-            usable = TokenRegistry(session).is_usable(
-                claims["jti"], claims["client_id"], user_id=user_id, family_id=family_id
+        with platform.db.connect() as connection:
+            usable = token_usable(
+                connection, claims["jti"], claims["client_id"], user_id=user_id, family_id=family_id
             )
         if not usable:
             raise TokenRejected("The access token was revoked or its client or user disabled")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Delete, delete, exists, select
+from sqlalchemy import Connection, Delete, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
 from cdp.db.models import (
@@ -42,25 +44,8 @@ class TokenRegistry:
         user_id: uuid.UUID | None = None,
         family_id: uuid.UUID | None = None,
     ) -> bool:
-        """False if the token was revoked, its client is disabled or gone, its staff user (``user_id``,
-        for tokens of a signed-in member of staff) is disabled or gone, or its sign-in (``family_id``,
-        the ``sid`` claim) was revoked or pruned. One round trip: the client row by its unique
-        ``client_id`` with EXISTS probes by primary key."""
-        columns = [OAuthClient.disabled_at, exists().where(RevokedToken.jti == jti)]
-        if user_id is not None:
-            columns.append(
-                exists().where(StaffUser.id == user_id, StaffUser.disabled_at.is_(None)).label("user_ok")
-            )
-        if family_id is not None:
-            columns.append(
-                exists()
-                .where(OAuthTokenFamily.id == family_id, OAuthTokenFamily.revoked_at.is_(None))
-                .label("family_ok")
-            )
-        row = self.session.execute(select(*columns).where(OAuthClient.client_id == client_id)).one_or_none()
-        if row is None or row[0] is not None or row[1]:
-            return False
-        return all(row[2:])
+        """See :func:`token_usable`; on this registry's session."""
+        return token_usable(self.session.connection(), jti, client_id, user_id=user_id, family_id=family_id)
 
     def prune(self) -> dict[str, int]:
         """Delete what can no longer be used, by table: revocations of access tokens that have expired
@@ -83,3 +68,50 @@ class TokenRegistry:
             result = self.session.execute(statement)
             counts[name] = int(result.rowcount)  # type: ignore[attr-defined]
         return counts
+
+
+@lru_cache(maxsize=4)
+def _usable_statement(with_user: bool, with_family: bool) -> Select[Any]:
+    """The check, built once per shape with bound parameters: it runs on every API request, and building
+    the statement cost more than running it."""
+    columns: list[Any] = [
+        OAuthClient.disabled_at,
+        exists().where(RevokedToken.jti == bindparam("jti")),
+    ]
+    if with_user:
+        columns.append(
+            exists()
+            .where(StaffUser.id == bindparam("user_id"), StaffUser.disabled_at.is_(None))
+            .label("user_ok")
+        )
+    if with_family:
+        columns.append(
+            exists()
+            .where(OAuthTokenFamily.id == bindparam("family_id"), OAuthTokenFamily.revoked_at.is_(None))
+            .label("family_ok")
+        )
+    return select(*columns).where(OAuthClient.client_id == bindparam("client_id"))
+
+
+def token_usable(
+    connection: Connection,
+    jti: str,
+    client_id: str,
+    *,
+    user_id: uuid.UUID | None = None,
+    family_id: uuid.UUID | None = None,
+) -> bool:
+    """False if the token was revoked, its client is disabled or gone, its staff user (``user_id``, for
+    tokens of a signed-in member of staff) is disabled or gone, or its sign-in (``family_id``, the
+    ``sid`` claim) was revoked or pruned. One round trip: the client row by its unique ``client_id`` with
+    EXISTS probes by primary key."""
+    params: dict[str, Any] = {"jti": jti, "client_id": client_id}
+    if user_id is not None:
+        params["user_id"] = user_id
+    if family_id is not None:
+        params["family_id"] = family_id
+    statement = _usable_statement(user_id is not None, family_id is not None)
+    row = connection.execute(statement, params).one_or_none()
+    if row is None or row[0] is not None or row[1]:
+        return False
+    return all(row[2:])

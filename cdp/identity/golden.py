@@ -36,7 +36,8 @@ from typing import Any, Final
 
 from cdp.canonical import CANONICAL_FIELDS
 from cdp.errors import CdpError
-from cdp.identity.normalize import NormalizationError, name_match_key
+from cdp.identity.memo import name_match_key
+from cdp.identity.normalize import NormalizationError
 
 __all__ = [
     "CANONICAL_ATTRIBUTES",

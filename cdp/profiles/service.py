@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from cdp.access.gate import AccessDenied, AccessGate, Actor, Disclosure
@@ -26,7 +26,7 @@ from cdp.db.models import EntityMember, Source, SourceRecord
 from cdp.errors import CdpError
 from cdp.identity.golden import MemberRecord, SurvivorshipRules, golden_profile
 from cdp.sources.interactions import InteractionRepository
-from cdp.sources.records import DisclosedRecord, RecordRepository
+from cdp.sources.records import DisclosedRecord, disclose_members
 from cdp.vault import Vault
 
 CONTENT_KEYS = ("summary", "content", "outcome", "amount", "currency", "attributes")
@@ -167,12 +167,14 @@ class ProfileService:
         return entity_id
 
     @staticmethod
-    def _entity_of(session: Session, record_id: uuid.UUID) -> uuid.UUID | None:
+    def _entity_of(session: Session | Connection, record_id: uuid.UUID) -> uuid.UUID | None:
         return session.execute(
             select(EntityMember.entity_id).where(EntityMember.record_id == record_id)
         ).scalar_one_or_none()
 
-    def _check_scope(self, session: Session, actor: Actor, role: RolePolicy, entity_id: uuid.UUID) -> None:
+    def _check_scope(
+        self, session: Session | Connection, actor: Actor, role: RolePolicy, entity_id: uuid.UUID
+    ) -> None:
         if role.self_only:
             assert actor.customer_record_id is not None  # admit() guarantees it
             if self._entity_of(session, actor.customer_record_id) != entity_id:
@@ -184,10 +186,14 @@ class ProfileService:
         disclosure = self.gate.disclose(actor, purpose, entity_id)
         role = disclosure.role
         readable = [name for name in disclosure.disclosed if name in (*CANONICAL_FIELDS, "attributes")]
-        with self.db.read() as session:
-            self._check_scope(session, actor, role, entity_id)
-            members = RecordRepository(session, self.vault).disclose_members(
-                entity_id, readable, line_of_business=actor.department if role.department_scoped else None
+        with self.db.connect() as connection:
+            self._check_scope(connection, actor, role, entity_id)
+            members = disclose_members(
+                connection,
+                self.vault,
+                entity_id,
+                readable,
+                line_of_business=actor.department if role.department_scoped else None,
             )
         if not members:
             raise ProfileNotFound(f"customer {entity_id} does not exist")

@@ -584,16 +584,19 @@ def require_scope(scope: str) -> Callable[[Callable[P, R]], Callable[P, R | Resp
                 response = _bearer_error(401, "invalid_request", "Bearer access token required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="cdp"'
                 return response
-            try:
-                principal = verify_access_token(token.strip())
-            except TokenRejected as exc:
-                return _bearer_error(401, "invalid_token", str(exc))
-            if scope not in principal.scopes:
-                return _bearer_error(
-                    403, "insufficient_scope", f"This request needs the {scope} scope", scope
-                )
-            g.principal = principal
-            return view(*args, **kwargs)
+            # One pooled connection serves the token check and the view's plain reads (one checkout,
+            # one pre-ping on PostgreSQL).
+            with current_platform().db.connect():
+                try:
+                    principal = verify_access_token(token.strip())
+                except TokenRejected as exc:
+                    return _bearer_error(401, "invalid_token", str(exc))
+                if scope not in principal.scopes:
+                    return _bearer_error(
+                        403, "insufficient_scope", f"This request needs the {scope} scope", scope
+                    )
+                g.principal = principal
+                return view(*args, **kwargs)
 
         return wrapper
 

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -366,6 +368,11 @@ class _KeyCache:
     signer_kid: str = ""
     signer: ECKey | None = None
     public: KeySet | None = None
+    verified: OrderedDict[tuple[str, str, str], dict[str, Any]] = field(default_factory=OrderedDict)
+    """Claims of tokens whose signature and claims were verified, by (token, issuer, audience): a
+    service reuses its token for minutes, and the signature check was a fifth of a read. Expiry is
+    checked on every use and revocation is never cached (see :func:`verify_access_token`)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, force: bool = False) -> None:
         if not force and self.signer is not None and time.monotonic() - self.loaded_at < 5:
@@ -376,9 +383,30 @@ class _KeyCache:
             keys = SigningKeys(session, platform.vault)
             material = keys.active()
             published = keys.published(ttl)
-        self.signer_kid, self.signer = material.kid, material.private_key
-        self.public = KeySet.import_key_set({"keys": published})
-        self.loaded_at = time.monotonic()
+        kids = {key["kid"] for key in published}
+        with self.lock:
+            if self.public is not None and kids != {k.kid for k in self.public.keys}:
+                self.verified.clear()  # a key left the published set: its tokens verify again
+            self.signer_kid, self.signer = material.kid, material.private_key
+            self.public = KeySet.import_key_set({"keys": published})
+            self.loaded_at = time.monotonic()
+
+    def remembered(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        with self.lock:
+            claims = self.verified.get(key)
+            if claims is not None and claims["exp"] <= time.time():
+                del self.verified[key]
+                return None
+            return claims
+
+    def remember(self, key: tuple[str, str, str], claims: dict[str, Any]) -> None:
+        with self.lock:
+            self.verified[key] = claims
+            while len(self.verified) > VERIFIED_TOKENS_CACHED:
+                self.verified.popitem(last=False)
+
+
+VERIFIED_TOKENS_CACHED = 10_000
 
 
 def _keys() -> _KeyCache:
@@ -512,33 +540,11 @@ def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
     settings = platform.settings
     keys = _keys()
     keys.refresh()
-    try:
-        header_kid = extract_compact(token.encode("ascii")).protected.get("kid")
-    except (JoseError, ValueError, UnicodeEncodeError):
-        raise TokenRejected("The access token is malformed") from None
-    assert keys.public is not None
-    if header_kid not in {k.kid for k in keys.public.keys}:
-        keys.refresh(force=True)
-    try:
-        decoded = jwt.decode(token, keys.public, algorithms=[ALG])
-    except (JoseError, ValueError):
-        raise TokenRejected("The access token is invalid") from None
-    if decoded.header.get("typ") != "at+jwt":
-        raise TokenRejected("The token is not an access token")
-    registry = jwt.JWTClaimsRegistry(
-        iss={"essential": True, "value": settings.issuer},
-        aud={"essential": True, "value": settings.api_audience},
-        exp={"essential": True},
-        iat={"essential": True},
-        jti={"essential": True},
-        sub={"essential": True},
-        client_id={"essential": True},
-    )
-    try:
-        registry.validate(decoded.claims)
-    except JoseError:
-        raise TokenRejected("The access token is expired or not meant for this API") from None
-    claims = decoded.claims
+    cache_key = (token, settings.issuer, settings.api_audience)
+    claims = keys.remembered(cache_key)
+    if claims is None:
+        claims = _verified_claims(token, keys, settings.issuer, settings.api_audience)
+        keys.remember(cache_key, claims)
     kind, user_id, family_id = _subject_of(claims)
     if check_usable:
         with platform.db.connect() as connection:
@@ -558,6 +564,40 @@ def verify_access_token(token: str, *, check_usable: bool = True) -> Principal:
         family_id=str(family_id) if family_id else None,
         kind=kind,
     )
+
+
+def _verified_claims(token: str, keys: _KeyCache, issuer: str, audience: str) -> dict[str, Any]:
+    """Signature (ES256 only), ``typ``, issuer, audience, expiry and the essential claims; raises
+    :class:`TokenRejected` with a safe description."""
+    try:
+        header_kid = extract_compact(token.encode("ascii")).protected.get("kid")
+    except (JoseError, ValueError, UnicodeEncodeError):
+        raise TokenRejected("The access token is malformed") from None
+    assert keys.public is not None
+    if header_kid not in {k.kid for k in keys.public.keys}:
+        keys.refresh(force=True)
+    try:
+        decoded = jwt.decode(token, keys.public, algorithms=[ALG])
+    except (JoseError, ValueError):
+        raise TokenRejected("The access token is invalid") from None
+    if decoded.header.get("typ") != "at+jwt":
+        raise TokenRejected("The token is not an access token")
+    registry = jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": audience},
+        exp={"essential": True},
+        iat={"essential": True},
+        jti={"essential": True},
+        sub={"essential": True},
+        client_id={"essential": True},
+    )
+    try:
+        registry.validate(decoded.claims)
+    except JoseError:
+        raise TokenRejected("The access token is expired or not meant for this API") from None
+    if not isinstance(decoded.claims.get("exp"), int | float):
+        raise TokenRejected("The access token is expired or not meant for this API")
+    return dict(decoded.claims)
 
 
 def _bearer_error(status: int, error: str, description: str, scope: str | None = None) -> Response:

@@ -268,3 +268,31 @@ def test_signing_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the
         # once every token the old key signed has expired, it is no longer published
         published = SigningKeys(session, live.platform.vault).published(timedelta(seconds=0))
     assert [k["kid"] for k in published] == [new_kid]
+
+
+def test_a_remembered_token_still_expires_on_time_and_is_revoked_at_once(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified signatures are remembered per worker; expiry and revocation must not be."""
+    client_id, secret = live.client("ingest")
+    oauth = live.session(client_id, secret)
+    url = f"{live.base}/v1/sources/crm/records"
+    assert oauth.post(url, json={"rows": [ROW]}).status_code == 200  # verified and remembered
+    cache = live.app.extensions["cdp_signing_keys"]  # type: ignore[attr-defined]
+    assert any(key[0] == oauth.token["access_token"] for key in cache.verified)
+    expires = json.loads(base64.urlsafe_b64decode(oauth.token["access_token"].split(".")[1] + "=="))["exp"]
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: max(real_time(), expires + 1))
+    late = requests.post(  # not through OAuth2Session: it would refuse to send an expired token itself
+        url,
+        json={"rows": [ROW]},
+        headers={"Authorization": f"Bearer {oauth.token['access_token']}"},
+        timeout=5,
+    )
+    assert late.status_code == 401 and late.json()["error"] == "invalid_token"
+    monkeypatch.setattr(time, "time", real_time)
+
+    fresh = live.session(client_id, secret)
+    assert fresh.post(url, json={"rows": [ROW]}).status_code == 200
+    fresh.revoke_token(f"{live.base}/oauth/revoke", token=fresh.token["access_token"])
+    assert fresh.post(url, json={"rows": [ROW]}).status_code == 401

@@ -621,6 +621,8 @@ def _survive(
     strategy by strategy; the first strategy after which only one distinct value (by key) is left is
     the decider. The ranking is total (``record_id`` last), so it is the same for any input order.
     """
+    if len(candidates) == 1:  # what the ranking below concludes for one candidate, without ranking
+        return candidates[0], candidates, UNANIMOUS
     clean = [c for c in candidates if not c.flags]
     eligible = clean or candidates
     counts: Counter[Hashable] = Counter(c.key for c in eligible)

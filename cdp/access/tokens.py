@@ -1,7 +1,7 @@
 """Access-token bookkeeping that must hold across processes: revocations and principal status.
 
 Access tokens are short-lived signed JWTs; what makes revocation and "disable takes effect at once"
-work is :meth:`TokenRegistry.is_usable` on every request — one statement of primary-key / unique-index
+work is :func:`token_usable` on every request — one statement of primary-key / unique-index
 probes, cheap enough for the hot path.
 """
 
@@ -35,17 +35,6 @@ class TokenRegistry:
             self.session.add(
                 RevokedToken(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=utcnow())
             )
-
-    def is_usable(
-        self,
-        jti: str,
-        client_id: str,
-        *,
-        user_id: uuid.UUID | None = None,
-        family_id: uuid.UUID | None = None,
-    ) -> bool:
-        """See :func:`token_usable`; on this registry's session."""
-        return token_usable(self.session.connection(), jti, client_id, user_id=user_id, family_id=family_id)
 
     def prune(self) -> dict[str, int]:
         """Delete what can no longer be used, by table: revocations of access tokens that have expired

@@ -160,8 +160,8 @@ class ProfileService:
         """A customer's own profile: the entity their sign-in record belongs to."""
         if actor.customer_record_id is None:
             raise ProfileNotFound("only a signed-in customer has an own profile")
-        with self.db.read() as session:
-            entity_id = self._entity_of(session, actor.customer_record_id)
+        with self.db.connect() as connection:
+            entity_id = self._entity_of(connection, actor.customer_record_id)
         if entity_id is None:
             raise ProfileNotFound("your profile is not available yet")
         return entity_id

@@ -387,18 +387,6 @@ class RecordRepository:
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(SourceRecord)).scalar_one())
 
-    def disclose_members(
-        self,
-        entity_id: uuid.UUID,
-        attributes: Iterable[str],
-        *,
-        line_of_business: str | None = None,
-    ) -> list[DisclosedRecord]:
-        """See :func:`disclose_members`; on this repository's session."""
-        return disclose_members(
-            self.session.connection(), self.vault, entity_id, attributes, line_of_business=line_of_business
-        )
-
 
 def _encrypt_record(cipher: FieldCipher, record_id: str, item: NewRecord) -> dict[str, bytes | None]:
     values: dict[str, Any] = {name: getattr(item.record, name) for name in _RECORD_FIELDS}

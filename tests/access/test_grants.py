@@ -26,7 +26,7 @@ from cdp.access.grants import (
     token_hash,
 )
 from cdp.access.roles import PolicyError
-from cdp.access.tokens import TokenRegistry
+from cdp.access.tokens import TokenRegistry, token_usable
 from cdp.access.users import UserRepository
 from cdp.db.models import (
     OAuthAuthorizationCode,
@@ -263,14 +263,14 @@ def test_principals_parse_strictly() -> None:
 # -- the per-request check ----------------------------------------------------------------------------
 
 
-def test_is_usable_checks_jti_client_user_and_sign_in_in_one_statement(platform: Platform) -> None:
+def test_token_usable_checks_jti_client_user_and_sign_in_in_one_statement(platform: Platform) -> None:
     client_id = app_client(platform)
     user_id = staff_user(platform)
     family_id, _ = start_family(platform, client_id, f"user:{user_id}")
 
     def usable(jti: str = "j1", client: str = client_id, **kwargs: Any) -> bool:
-        with platform.db.read() as session:
-            return TokenRegistry(session).is_usable(jti, client, **kwargs)
+        with platform.db.connect() as connection:
+            return token_usable(connection, jti, client, **kwargs)
 
     with statements(platform) as seen:
         assert usable(user_id=user_id, family_id=family_id)

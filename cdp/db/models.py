@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -472,3 +474,82 @@ class OAuthAuthorizationCode(Base):
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One audited operation: who (principal, role, department), why (purpose), on whom (subject ids
+    only), which fields, with what outcome — never a personal value.
+
+    The request's own transaction inserts the entry with ``seq`` NULL (pending); the sequencer
+    (:mod:`cdp.audit.sequencer`) later assigns ``seq``, ``prev_hash`` and ``hash`` in chain order, so
+    readers never queue on the chain head. ``subjects``, ``fields`` and ``details`` hold canonical JSON
+    text: what is hashed is exactly what is stored."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        Index(
+            "ix_audit_entry_pending",
+            "recorded_at",
+            sqlite_where=text("seq IS NULL"),
+            postgresql_where=text("seq IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str | None] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    subjects: Mapped[str] = mapped_column(Text, default="[]")
+    fields: Mapped[str] = mapped_column(Text, default="[]")
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditSubject(Base):
+    """Search index of :attr:`AuditEntry.subjects` (customer, record and subject ids), written with the
+    entry. Verification checks it against the hashed list, so a doctored index cannot hide an entry."""
+
+    __tablename__ = "audit_subject"
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("audit_entry.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class AuditSigningKey(Base):
+    """An Ed25519 key that signs audit checkpoints. The private half is encrypted under a data key of its
+    own (a subject row as key holder); the public half is published with every checkpoint export."""
+
+    __tablename__ = "audit_signing_key"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    """Raw 32-byte Ed25519 public key, hex."""
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"))
+    enc_private: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the chain head: "the first ``seq`` entries hash to ``head_hash``"."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(200))
+    """The installation that signed it (the issuer URL), part of the signed message."""
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[str] = mapped_column(ForeignKey("audit_signing_key.key_id"))
+    signature: Mapped[str] = mapped_column(String(128))

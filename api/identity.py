@@ -249,7 +249,7 @@ _NOT_FOUND = {"schema": ProblemSchema, "content_type": PROBLEM_JSON}
     methods=["GET"],
     parameters=[_uuid_parameter("record_id", "Id of a source record")],
 )
-@require_scope("identity:read")
+@require_scope("identity:read", "identity.read")
 @blp.response(200, RecordEntitySchema)
 @blp.alt_response(404, description="No such record, or it is not resolved yet", **_NOT_FOUND)
 @blp.doc(security=_READ)
@@ -266,7 +266,7 @@ def record_entity(record_id: str) -> ResponseReturnValue:
     methods=["GET"],
     parameters=[_uuid_parameter("entity_id", "Id of an entity")],
 )
-@require_scope("identity:read")
+@require_scope("identity:read", "identity.explain")
 @blp.response(200, EntityExplanationSchema)
 @blp.alt_response(404, description="No such entity", **_NOT_FOUND)
 @blp.doc(security=_READ)
@@ -277,7 +277,7 @@ def entity_explanation(entity_id: str) -> ResponseReturnValue:
 
 
 @blp.route("/explanations", methods=["GET"])
-@require_scope("identity:read")
+@require_scope("identity:read", "identity.explain")
 @blp.arguments(PairQuerySchema, location="query")
 @blp.response(200, PairExplanationSchema)
 @blp.alt_response(404, description="A record does not exist (or is not resolved yet)", **_NOT_FOUND)
@@ -296,7 +296,7 @@ def pair_explanation(query: dict[str, Any]) -> ResponseReturnValue:
 
 
 @blp.route("/review", methods=["GET"])
-@require_scope("identity:read")
+@require_scope("identity:read", "identity.review")
 @blp.arguments(ReviewQuerySchema, location="query")
 @blp.response(200, ReviewSchema)
 @blp.doc(security=_READ)
@@ -306,7 +306,7 @@ def review_queue(query: dict[str, Any]) -> ResponseReturnValue:
 
 
 @blp.route("/merges", methods=["POST"])
-@require_scope("identity:manage")
+@require_scope("identity:manage", "identity.merge")
 @blp.arguments(MergeSchema)
 @blp.response(201, MergeResultSchema)
 @blp.alt_response(404, description="A record does not exist", **_NOT_FOUND)
@@ -327,7 +327,7 @@ def merge(body: dict[str, Any]) -> ResponseReturnValue:
     methods=["POST"],
     parameters=[_uuid_parameter("entity_id", "Id of the entity to split")],
 )
-@require_scope("identity:manage")
+@require_scope("identity:manage", "identity.split")
 @blp.arguments(SplitSchema)
 @blp.response(201, SplitResultSchema)
 @blp.alt_response(404, description="No such entity", **_NOT_FOUND)

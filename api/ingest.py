@@ -111,7 +111,7 @@ def _ingest(source: str, body: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 @blp.route("/sources/<string:source>/records", methods=["POST"])
-@require_scope("ingest")
+@require_scope("ingest", "records.ingest")
 @blp.arguments(BatchSchema)
 @blp.response(200, IngestResultSchema)
 @blp.doc(security=[{"oauth2": ["ingest"]}])
@@ -121,7 +121,7 @@ def ingest_records(body: dict[str, Any], source: str) -> ResponseReturnValue:
 
 
 @blp.route("/sources/<string:source>/interactions", methods=["POST"])
-@require_scope("ingest")
+@require_scope("ingest", "interactions.ingest")
 @blp.arguments(BatchSchema)
 @blp.response(200, IngestResultSchema)
 @blp.doc(security=[{"oauth2": ["ingest"]}])
@@ -131,7 +131,7 @@ def ingest_interactions(body: dict[str, Any], source: str) -> ResponseReturnValu
 
 
 @blp.route("/sources", methods=["GET"])
-@require_scope("sources:read")
+@require_scope("sources:read", "sources.read")
 @blp.response(200, SourceSchema(many=True))
 @blp.doc(security=[{"oauth2": ["sources:read"]}])
 def list_sources() -> ResponseReturnValue:
@@ -149,7 +149,7 @@ def list_sources() -> ResponseReturnValue:
 
 
 @blp.route("/quarantine", methods=["GET"])
-@require_scope("sources:read")
+@require_scope("sources:read", "quarantine.read")
 @blp.arguments(QuarantineQuerySchema, location="query")
 @blp.response(200, QuarantineEntrySchema(many=True))
 @blp.doc(security=[{"oauth2": ["sources:read"]}])

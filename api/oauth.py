@@ -66,7 +66,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import extract_compact
 
-from api.context import current_platform
+from api.auditing import audit_actor, ensure_recorded, outcome_of, record_request
+from api.context import current_platform, current_request_id
 from cdp.access.clients import Client, ClientRepository, secret_matches
 from cdp.access.grants import (
     REVOKED_CODE_REUSE,
@@ -84,6 +85,8 @@ from cdp.access.grants import (
 )
 from cdp.access.roles import SCOPES
 from cdp.access.tokens import TokenRegistry, token_usable
+from cdp.audit import ACTIONS, AuditActor, Outcome, acting_as
+from cdp.audit.context import rebind_actor
 from cdp.vault.signing import ALG, SigningKeys
 
 P = ParamSpec("P")
@@ -610,37 +613,58 @@ def _bearer_error(status: int, error: str, description: str, scope: str | None =
     return response
 
 
-def require_scope(scope: str) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
-    """Protect a view: a valid, unrevoked access token of an enabled client holding ``scope``."""
+def require_scope(scope: str, action: str) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+    """Protect a view: a valid, unrevoked access token of an enabled client holding ``scope``.
+
+    ``action`` is the audit action of the operation (:data:`cdp.audit.ACTIONS`). The request runs in an
+    audit scope for the token's principal; a rejected token or a missing scope is recorded, and so is
+    the operation itself if the view did not record it (see :mod:`api.auditing`)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
 
     def decorator(view: Callable[P, R]) -> Callable[P, R | Response]:
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-            header = request.headers.get("Authorization", "")
-            kind, _, token = header.partition(" ")
-            if kind.lower() != "bearer" or not token.strip():
-                response = _bearer_error(401, "invalid_request", "Bearer access token required")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="cdp"'
-                return response
-            # One pooled connection serves the token check and the view's plain reads (one checkout,
-            # one pre-ping on PostgreSQL).
-            with current_platform().db.connect():
-                try:
-                    principal = verify_access_token(token.strip())
-                except TokenRejected as exc:
-                    return _bearer_error(401, "invalid_token", str(exc))
-                if scope not in principal.scopes:
-                    return _bearer_error(
-                        403, "insufficient_scope", f"This request needs the {scope} scope", scope
-                    )
-                g.principal = principal
-                return view(*args, **kwargs)
+            with acting_as(AuditActor.anonymous(), current_request_id()):
+                return _protected_call(scope, action, view, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def _protected_call(
+    scope: str, action: str, view: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R | Response:
+    header = request.headers.get("Authorization", "")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        record_request("auth.token_rejected", Outcome.DENIED, reason="missing", operation=action)
+        response = _bearer_error(401, "invalid_request", "Bearer access token required")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cdp"'
+        return response
+    # One pooled connection serves the token check and the view's plain reads (one checkout, one
+    # pre-ping on PostgreSQL).
+    with current_platform().db.connect():
+        try:
+            principal = verify_access_token(token.strip())
+        except TokenRejected as exc:
+            record_request("auth.token_rejected", Outcome.DENIED, reason="invalid", operation=action)
+            return _bearer_error(401, "invalid_token", str(exc))
+        rebind_actor(audit_actor(principal.subject, principal.kind, principal.roles, principal.department))
+        if scope not in principal.scopes:
+            record_request("auth.scope_denied", Outcome.DENIED, scope=scope, operation=action)
+            return _bearer_error(403, "insufficient_scope", f"This request needs the {scope} scope", scope)
+        g.principal = principal
+        try:
+            result = view(*args, **kwargs)
+        except Exception as exc:
+            ensure_recorded(action, outcome_of(exc), getattr(exc, "status", getattr(exc, "code", 500)))
+            raise
+        ensure_recorded(action, Outcome.SUCCESS)
+        return result
 
 
 def current_principal() -> Principal:

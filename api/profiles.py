@@ -235,7 +235,7 @@ def _document_refusals(view: Any) -> Any:
 
 
 @blp.route("/customers/<customer_id>", methods=["GET"], parameters=[_ID_PARAMETER])
-@require_scope("profiles:read")
+@require_scope("profiles:read", "profile.read")
 @blp.arguments(ProfileQuerySchema, location="query")
 @blp.response(200, ProfileSchema)
 @_document_refusals
@@ -248,7 +248,7 @@ def read_customer(query: dict[str, Any], customer_id: str) -> ResponseReturnValu
 
 
 @blp.route("/customers/<customer_id>/timeline", methods=["GET"], parameters=[_ID_PARAMETER])
-@require_scope("profiles:read")
+@require_scope("profiles:read", "timeline.read")
 @blp.arguments(TimelineQuerySchema, location="query")
 @blp.response(200, TimelineSchema)
 @_document_refusals
@@ -264,7 +264,7 @@ def read_customer_timeline(query: dict[str, Any], customer_id: str) -> ResponseR
 
 
 @blp.route("/me", methods=["GET"])
-@require_scope("self:read")
+@require_scope("self:read", "profile.read")
 @blp.arguments(SelfQuerySchema, location="query")
 @blp.response(200, ProfileSchema)
 @_document_refusals
@@ -278,7 +278,7 @@ def read_self(query: dict[str, Any]) -> ResponseReturnValue:
 
 
 @blp.route("/me/timeline", methods=["GET"])
-@require_scope("self:read")
+@require_scope("self:read", "timeline.read")
 @blp.arguments(SelfTimelineQuerySchema, location="query")
 @blp.response(200, TimelineSchema)
 @_document_refusals

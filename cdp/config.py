@@ -45,6 +45,12 @@ class Settings:
     """Lifetime of a customer's emailed one-time sign-in code."""
     login_code_max_attempts: int = 5
     sqlite_busy_timeout_ms: int = 10_000
+    audit_seal_interval_ms: int = 500
+    """How often each server worker's sequencer links pending audit entries into the chain."""
+    audit_checkpoint_interval_seconds: int = 300
+    """How often the chain head gets a signed checkpoint (when it moved)."""
+    audit_retention_days: int = 3650
+    """How long audit entries are kept; always longer than any data retention (ten years by default)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -73,6 +79,14 @@ class Settings:
             raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
+        if not 50 <= self.audit_seal_interval_ms <= 60_000:
+            raise ConfigurationError("audit_seal_interval_ms must be between 50 and 60000")
+        if not 1 <= self.audit_checkpoint_interval_seconds <= 86400:
+            raise ConfigurationError("audit_checkpoint_interval_seconds must be between 1 and 86400")
+        if not 365 <= self.audit_retention_days <= 36500:
+            raise ConfigurationError(
+                "audit_retention_days must be between 365 and 36500: the audit log outlives the data"
+            )
         if self.rotation_batch_size < 1:
             raise ConfigurationError("rotation_batch_size must be at least 1")
 
@@ -110,6 +124,9 @@ _ENV_NAMES = {
     "CDP_LOGIN_CODE_TTL_SECONDS": "login_code_ttl_seconds",
     "CDP_LOGIN_CODE_MAX_ATTEMPTS": "login_code_max_attempts",
     "CDP_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
+    "CDP_AUDIT_SEAL_INTERVAL_MS": "audit_seal_interval_ms",
+    "CDP_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "audit_checkpoint_interval_seconds",
+    "CDP_AUDIT_RETENTION_DAYS": "audit_retention_days",
 }
 
 

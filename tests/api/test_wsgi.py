@@ -26,6 +26,8 @@ def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pyt
     try:
         response = wsgi.app.test_client().get("/readyz")
         assert response.status_code == 200
+        assert wsgi.scheduler.get_job("audit-sequencer") is not None
     finally:
+        wsgi.scheduler.shutdown(wait=True)
         wsgi.app.extensions["cdp"].close()
         sys.modules.pop("api.wsgi", None)

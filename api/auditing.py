@@ -45,9 +45,13 @@ def record_request(action: str, outcome: Outcome, **details: str | int) -> None:
 
 
 def ensure_recorded(action: str, outcome: Outcome, status: int | None = None) -> None:
-    """Record ``action`` unless the view already recorded something in this request's scope."""
+    """Record ``action`` unless the view already recorded what happened in this request's scope.
+
+    After a success, anything the view recorded counts (its transactions committed). After a failure,
+    only entries already committed on their own count: one recorded inside the failed operation's
+    transaction rolled back with it."""
     scope = current_scope()
-    if scope is not None and scope.recorded:
+    if scope is not None and (scope.committed if outcome is not Outcome.SUCCESS else scope.recorded):
         return
     if status is None:
         record_request(action, outcome)

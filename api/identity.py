@@ -10,12 +10,15 @@ There is deliberately no golden-profile endpoint here: a golden profile is plain
 profile reads must go through the access gate (purpose, consent, field-level policy and audit) that is
 built separately. ``IdentityService.golden`` stays reachable only from the CLI, whose operator already
 holds the keys.
+
+Reads are audited once their answer is computed and before it is returned, naming the record and entity
+ids the answer reveals; merges and splits are audited by the service in the transaction that makes them.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +30,7 @@ from api.context import current_platform
 from api.errors import PROBLEM_JSON, VALIDATION_ERROR, Problem, ProblemSchema
 from api.oauth import current_principal, require_scope
 from api.smorest import Blueprint
+from cdp.audit import AuditEvent, record_now
 from cdp.identity.service import EntityNotFound, IdentityError, IdentityService
 
 blp = Blueprint(
@@ -233,6 +237,13 @@ def _identity_problems() -> Iterator[None]:
         raise Problem(409, title="Conflict", detail=str(exc)) from None
 
 
+def _audit_read(action: str, subjects: Iterable[object], **counts: int) -> None:
+    """Record a read (committed before the answer leaves), replacing require_scope's bare entry."""
+    record_now(
+        current_platform().db, AuditEvent(action, subjects=tuple(str(s) for s in subjects), details=counts)
+    )
+
+
 def _actor() -> str:
     # Users (authorization code flow) will be "user:<subject>" once they exist.
     return f"client:{current_principal().client_id}"
@@ -256,9 +267,12 @@ _NOT_FOUND = {"schema": ProblemSchema, "content_type": PROBLEM_JSON}
 def record_entity(record_id: str) -> ResponseReturnValue:
     """The entity a record resolves to, with the ids of all its records."""
     service = _service()
+    record = _path_id("record_id", record_id)
     with _identity_problems():
-        entity_id = service.entity_of(_path_id("record_id", record_id))
-        return {"entity_id": entity_id, "records": service.members(entity_id)}
+        entity_id = service.entity_of(record)
+        members = service.members(entity_id)
+    _audit_read("identity.read", (record, entity_id, *members), records=len(members))
+    return {"entity_id": entity_id, "records": members}
 
 
 @blp.route(
@@ -272,8 +286,17 @@ def record_entity(record_id: str) -> ResponseReturnValue:
 @blp.doc(security=_READ)
 def entity_explanation(entity_id: str) -> ResponseReturnValue:
     """Why an entity holds its records: the scored links between members and any manual decisions."""
+    entity = _path_id("entity_id", entity_id)
     with _identity_problems():
-        return _service().explain_entity(_path_id("entity_id", entity_id))
+        explanation = _service().explain_entity(entity)
+    _audit_read(
+        "identity.explain",
+        (entity, *explanation["records"]),
+        records=len(explanation["records"]),
+        links=len(explanation["links"]),
+        decisions=len(explanation["decisions"]),
+    )
+    return explanation
 
 
 @blp.route("/explanations", methods=["GET"])
@@ -292,7 +315,9 @@ def pair_explanation(query: dict[str, Any]) -> ResponseReturnValue:
     with _identity_problems():
         service.entity_of(query["record_a"])
         service.entity_of(query["record_b"])
-        return service.explain(query["record_a"], query["record_b"]).to_dict()
+        explanation = service.explain(query["record_a"], query["record_b"]).to_dict()
+    _audit_read("identity.explain", (query["record_a"], query["record_b"]), terms=len(explanation["terms"]))
+    return explanation
 
 
 @blp.route("/review", methods=["GET"])
@@ -302,7 +327,9 @@ def pair_explanation(query: dict[str, Any]) -> ResponseReturnValue:
 @blp.doc(security=_READ)
 def review_queue(query: dict[str, Any]) -> ResponseReturnValue:
     """Pairs a person should decide: refused links and weights near the threshold, undecided ones only."""
-    return {"items": [item.to_dict() for item in _service().review_queue(query["limit"])]}
+    items = [item.to_dict() for item in _service().review_queue(query["limit"])]
+    _audit_read("identity.review", (), items=len(items))
+    return {"items": items}
 
 
 @blp.route("/merges", methods=["POST"])

@@ -21,7 +21,9 @@ class AuditScope:
     actor: AuditActor
     request_id: str | None = None
     recorded: list[str] = field(default_factory=list)
-    """Actions recorded in this scope, in order."""
+    """Actions recorded in this scope, in order (some inside transactions that may yet roll back)."""
+    committed: list[str] = field(default_factory=list)
+    """Actions recorded by :func:`~cdp.audit.log.record_now`: committed whatever happens next."""
 
 
 _SCOPE: ContextVar[AuditScope | None] = ContextVar("cdp_audit_scope", default=None)

@@ -7,7 +7,11 @@ raises, and with it the operation: nothing is done unaudited.
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +42,56 @@ def _reject_floats(value: Any) -> None:
             _reject_floats(item)
 
 
+@dataclass
+class _Rows:
+    entry: dict[str, Any]
+    subjects: list[dict[str, Any]]
+
+
+def _rows(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> _Rows:
+    scope = current_scope()
+    who = actor or (scope.actor if scope is not None else AuditActor.system())
+    entry_id = uuid.uuid4()
+    subjects = sorted(set(event.subjects))
+    _reject_floats(dict(event.details))
+    try:
+        details = canonical_json(dict(event.details))
+    except (TypeError, ValueError) as exc:
+        raise AuditError(f"audit details of {event.action} are not canonical JSON: {exc}") from None
+    entry = {
+        "id": entry_id,
+        "seq": None,
+        "recorded_at": at or utcnow(),
+        "action": event.action,
+        "outcome": event.outcome.value,
+        "actor": who.principal,
+        "actor_kind": who.kind.value,
+        "role": who.role,
+        "department": who.department,
+        "purpose": event.purpose,
+        "request_id": scope.request_id if scope is not None else None,
+        "subjects": canonical_json(subjects),
+        "fields": canonical_json(sorted(set(event.fields))),
+        "details": details,
+    }
+    return _Rows(entry, [{"entry_id": entry_id, "subject_id": s} for s in subjects])
+
+
+def _insert(target: Session | Connection, batch: list[_Rows]) -> None:
+    target.execute(_INSERT_ENTRY, [rows.entry for rows in batch])
+    subjects = [row for rows in batch for row in rows.subjects]
+    if subjects:
+        target.execute(_INSERT_SUBJECT, subjects)
+
+
+def _mark_recorded(event: AuditEvent, *, committed: bool) -> None:
+    scope = current_scope()
+    if scope is not None:
+        scope.recorded.append(event.action)
+        if committed:
+            scope.committed.append(event.action)
+
+
 def record(
     target: Session | Connection,
     event: AuditEvent,
@@ -49,45 +103,106 @@ def record(
 
     The actor and request id come from the current :func:`~cdp.audit.context.acting_as` scope unless
     ``actor`` is given; outside any scope the system is accountable."""
-    scope = current_scope()
-    who = actor or (scope.actor if scope is not None else AuditActor.system())
-    entry_id = uuid.uuid4()
-    subjects = sorted(set(event.subjects))
-    _reject_floats(dict(event.details))
-    try:
-        details = canonical_json(dict(event.details))
-    except (TypeError, ValueError) as exc:
-        raise AuditError(f"audit details of {event.action} are not canonical JSON: {exc}") from None
-    target.execute(
-        _INSERT_ENTRY,
-        {
-            "id": entry_id,
-            "seq": None,
-            "recorded_at": at or utcnow(),
-            "action": event.action,
-            "outcome": event.outcome.value,
-            "actor": who.principal,
-            "actor_kind": who.kind.value,
-            "role": who.role,
-            "department": who.department,
-            "purpose": event.purpose,
-            "request_id": scope.request_id if scope is not None else None,
-            "subjects": canonical_json(subjects),
-            "fields": canonical_json(sorted(set(event.fields))),
-            "details": details,
-        },
-    )
-    if subjects:
-        target.execute(_INSERT_SUBJECT, [{"entry_id": entry_id, "subject_id": s} for s in subjects])
-    if scope is not None:
-        scope.recorded.append(event.action)
+    rows = _rows(event, actor, at)
+    _insert(target, [rows])
+    _mark_recorded(event, committed=False)
+    entry_id: uuid.UUID = rows.entry["id"]
     return entry_id
 
 
+@dataclass
+class _Pending:
+    rows: _Rows
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    lead: bool = False
+    """Set (with ``done``) when this waiter is promoted to flush the next batch."""
+
+
+class GroupCommit:
+    """Commits concurrent :func:`record_now` calls of one process together, one transaction per batch.
+
+    Every caller still returns only after its own entry is committed — a read is never answered on an
+    entry that could be lost — but callers that arrive while a commit is in flight share the next one,
+    so under load the cost of a transaction (and of its fsync on PostgreSQL) is paid once per batch.
+    There is no background thread: the first caller leads and flushes; when it is done it hands the
+    lead to the oldest waiter, so no caller's latency grows with others' load by more than one batch.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()
+        self._leading = False
+
+    def submit(self, rows: _Rows) -> None:
+        pending = _Pending(rows)
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            pending.done.wait()
+            if not pending.lead:
+                self._raise_if_failed(pending)
+                return
+        self._flush_one_batch()
+        self._raise_if_failed(pending)
+
+    @staticmethod
+    def _raise_if_failed(pending: _Pending) -> None:
+        if pending.error is not None:
+            raise AuditError("the audit entry could not be recorded; the operation is refused") from (
+                pending.error
+            )
+
+    def _flush_one_batch(self) -> None:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
+        try:
+            with self.db.write() as connection:
+                _insert(connection, [pending.rows for pending in batch])
+        except BaseException as exc:  # every waiter of the batch must learn it failed, then re-raise
+            for pending in batch:
+                pending.error = exc
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+            for pending in batch[1:]:
+                pending.done.set()
+
+
+_WRITERS: dict[tuple[int, int], GroupCommit] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer(db: Database) -> GroupCommit:
+    """One group committer per database per process (a forked worker gets its own)."""
+    key = (id(db), os.getpid())
+    writer = _WRITERS.get(key)
+    if writer is None or writer.db is not db:
+        with _WRITERS_LOCK:
+            writer = _WRITERS.get(key)
+            if writer is None or writer.db is not db:
+                writer = _WRITERS[key] = GroupCommit(db)
+    return writer
+
+
 def record_now(db: Database, event: AuditEvent, *, actor: AuditActor | None = None) -> uuid.UUID:
-    """Record in a transaction of its own, committed before this returns.
+    """Record in a transaction of its own, committed before this returns (shared with concurrent
+    callers: see :class:`GroupCommit`).
 
     For reads (the data is only handed out after this succeeds) and for refusals and failures, whose
     own transaction was rolled back but which must still leave a trace."""
-    with db.transaction() as session:
-        return record(session, event, actor=actor)
+    rows = _rows(event, actor, None)
+    _writer(db).submit(rows)
+    _mark_recorded(event, committed=True)
+    entry_id: uuid.UUID = rows.entry["id"]
+    return entry_id

@@ -78,9 +78,8 @@ class Database:
             ) from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
-        self._writer = sessionmaker(
-            bind=self.engine.execution_options(cdp_begin="IMMEDIATE"), expire_on_commit=False
-        )
+        self._immediate = self.engine.execution_options(cdp_begin="IMMEDIATE")
+        self._writer = sessionmaker(bind=self._immediate, expire_on_commit=False)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         # Hot-path reads are single statements: each is its own snapshot, so they need no BEGIN /
         # ROLLBACK round trips (two of a profile read's five on PostgreSQL).
@@ -94,6 +93,14 @@ class Database:
         """A write unit of work: commits when the block ends, rolls everything back if it raises."""
         with self._writer.begin() as session:
             yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A Core write transaction (no ORM unit of work), for hot-path appends that are one or two
+        bulk statements: the same locking and atomicity as :meth:`transaction` at a fraction of the
+        per-call cost."""
+        with self._immediate.begin() as connection:
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Session]:

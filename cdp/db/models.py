@@ -498,7 +498,7 @@ class AuditEntry(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(200), index=True)
     actor_kind: Mapped[str] = mapped_column(String(16))

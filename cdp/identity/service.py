@@ -12,6 +12,11 @@ candidates through the blocking-key blind index, scores them with the stored mod
 the connected component the records belong to. Clustering is deterministic per component (ties broken by
 record id), and the model — term frequencies included — is frozen, so both paths give the same entities
 on the same data.
+
+Changes are audited in the transaction that makes them: a manual merge or split records the records and the
+entities before and after (never the free-text reason, which may name the customer: only that one was
+given), a batch run records its counts. Incremental resolution is part of an ingest chunk and is covered
+by that chunk's entry.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from cdp.audit import AuditEvent, record
 from cdp.db import Database
 from cdp.db.models import (
     CANONICAL_FIELDS,
@@ -240,6 +246,7 @@ class IdentityService:
             model = None if retrain else self.active_model(session)
             index = {key: i for i, key in enumerate(table.keys)}
             must, cannot = self._decisions(session, index)
+            trained_now = model is None
             if model is None:
                 # Train on this data, then freeze its frequencies so the model scores alike later.
                 trained = resolve(table, self.settings).model
@@ -251,7 +258,7 @@ class IdentityService:
             keep = self._kept(resolution.weights)
             refused = {(r.left, r.right): r.reason for r in resolution.clusters.refused}
             refused |= {(r.right, r.left): r.reason for r in resolution.clusters.refused}
-            edges = []
+            edges: list[dict[str, Any]] = []
             for i in np.flatnonzero(keep).tolist():
                 left, right = int(resolution.pairs.left[i]), int(resolution.pairs.right[i])
                 a, b = _ordered(uuid.UUID(table.keys[left]), uuid.UUID(table.keys[right]))
@@ -272,6 +279,20 @@ class IdentityService:
             self._assign(session, list(groups.values()), all_records=True)
             report = resolution.report()
             report["stored_edges"] = len(edges)
+            threshold = self.settings.clustering.threshold
+            record(
+                session,
+                AuditEvent(
+                    "identity.resolve",
+                    details={
+                        "records": len(table),
+                        "entities": len(groups),
+                        "links": sum(1 for e in edges if e["weight"] >= threshold and e["refused"] is None),
+                        "stored_edges": len(edges),
+                        "trained": trained_now,
+                    },
+                ),
+            )
             return report
 
     def _kept(self, weights: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -743,12 +764,14 @@ class IdentityService:
         """Decide by hand that two records are one person; returns their entity."""
         if record_a == record_b:
             raise IdentityError("a record cannot be merged with itself")
+        records = [record_a, record_b]
         with self.db.transaction() as session:
+            before = self._entities_of(session, records)
             self._decide(session, [(record_a, record_b)], "merge", actor, reason)
-            self._recluster(session, {record_a, record_b})
-            entity = session.execute(
-                select(EntityMember.entity_id).where(EntityMember.record_id == record_a)
-            ).scalar_one()
+            self._recluster(session, set(records))
+            after = self._entities_of(session, records)
+            entity = after[record_a]
+            self._audit_decision(session, "identity.merge", records, before, after, reason)
         return entity
 
     def split(
@@ -765,13 +788,60 @@ class IdentityService:
             self._decide(session, pairs, "split", actor, reason)
             # Any merge decision between the two sides was replaced by a split decision just now.
             self._recluster(session, members)
-            entities = {
+            after = self._entities_of(session, members)
+            self._audit_decision(
+                session,
+                "identity.split",
+                members,
+                dict.fromkeys(members, entity_id),
+                after,
+                reason,
+                moved=len(moving),
+            )
+        return sorted(set(after.values()), key=str)
+
+    def _entities_of(self, session: Session, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """The entity of each record that has one."""
+        found: dict[uuid.UUID, uuid.UUID] = {}
+        for chunk in _chunks(list(record_ids)):
+            found.update(
                 session.execute(
-                    select(EntityMember.entity_id).where(EntityMember.record_id == m)
-                ).scalar_one()
-                for m in members
-            }
-        return sorted(entities, key=str)
+                    select(EntityMember.record_id, EntityMember.entity_id).where(
+                        EntityMember.record_id.in_(chunk)
+                    )
+                ).all()
+            )
+        return found
+
+    def _audit_decision(
+        self,
+        session: Session,
+        action: str,
+        records: Sequence[uuid.UUID],
+        before: dict[uuid.UUID, uuid.UUID],
+        after: dict[uuid.UUID, uuid.UUID],
+        reason: str,
+        **counts: int,
+    ) -> None:
+        """Record a manual decision in the transaction that makes it. The reason stays with the decision
+        row (only stewards read it); the log, which outlives erasure, says only that one was given."""
+        entities_before = sorted({str(e) for e in before.values()})
+        entities_after = sorted({str(e) for e in after.values()})
+        record(
+            session,
+            AuditEvent(
+                action,
+                subjects=(*(str(r) for r in records), *entities_before, *entities_after),
+                details={
+                    "records": len(records),
+                    "entities_before": len(entities_before),
+                    "entities_after": len(entities_after),
+                    "entity_ids": entities_after,
+                    "reason_given": bool(reason.strip()),
+                    **counts,
+                },
+            ),
+        )
 
     def _decide(
         self,

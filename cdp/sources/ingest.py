@@ -10,6 +10,12 @@ Guarantees:
 * **No half rows.** Each chunk (records, blind indexes, quarantine entries and the run's progress) is one
   transaction. A run killed half-way leaves whole chunks; ingesting the same content again resumes after
   the last committed chunk, and the fingerprints make any overlap harmless.
+* **Nothing unaudited.** Each chunk transaction records one ``records.ingest`` / ``interactions.ingest``
+  entry (the ids of the records it wrote, the canonical fields the mapping supplies, the chunk's counts),
+  so the write and its entry commit or roll back together. A chunk whose rows were all unchanged still
+  records its entry, with no subjects: the log shows every chunk a source pushed, and who was touched only
+  where something was written. Re-processing or discarding quarantined rows and registering a source are
+  recorded the same way, in the transaction that does it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from cdp.audit import AuditEvent, record
 from cdp.db import Database
 from cdp.db.models import IngestRun, Interaction, Source, SourceRecord
 from cdp.db.types import utcnow
@@ -117,6 +124,19 @@ def _rounds(items: Sequence[T], key: Callable[[T], object]) -> Iterator[list[T]]
         pending = later
 
 
+def _written_fields(mapping: SourceMapping, kind: str) -> tuple[str, ...]:
+    """Canonical names of what the mapping supplies for ``kind``: the audit entry names the fields a
+    source writes, never its own column names (which can say more than the data model does)."""
+    if kind == "records":
+        section = mapping.records
+        extra: list[str] = ["attributes"] if section.attributes else []
+    else:
+        assert mapping.interactions is not None
+        section = mapping.interactions
+        extra = list(section.defaults)
+    return tuple(sorted({*section.fields.values(), *extra}))
+
+
 def _prepare(
     rows: list[RawRow], prepare: Callable[[dict[str, Any]], T], rejected: list[Rejection]
 ) -> list[tuple[RawRow, T]]:
@@ -161,6 +181,7 @@ class IngestService:
         mapping = SourceMapping.from_toml(mapping_toml, origin=origin)
         with self.db.transaction() as session:
             source = session.execute(select(Source).where(Source.name == mapping.name)).scalar_one_or_none()
+            created = source is None
             if source is None:
                 session.add(
                     Source(
@@ -171,15 +192,26 @@ class IngestService:
                         created_at=utcnow(),
                     )
                 )
-                return mapping, True
-            if source.line_of_business != mapping.line_of_business:
-                raise IngestError(
-                    f"source {mapping.name!r} is registered for {source.line_of_business}; "
-                    "a source cannot change its line of business"
-                )
-            source.mapping_toml = mapping_toml
-            source.updated_at = utcnow()
-            return mapping, False
+            else:
+                if source.line_of_business != mapping.line_of_business:
+                    raise IngestError(
+                        f"source {mapping.name!r} is registered for {source.line_of_business}; "
+                        "a source cannot change its line of business"
+                    )
+                source.mapping_toml = mapping_toml
+                source.updated_at = utcnow()
+            record(
+                session,
+                AuditEvent(
+                    "sources.register",
+                    details={
+                        "source": mapping.name,
+                        "line_of_business": mapping.line_of_business,
+                        "created": created,
+                    },
+                ),
+            )
+            return mapping, created
 
     def line_of_business(self, source_name: str) -> str:
         with self.db.read() as session:
@@ -277,18 +309,8 @@ class IngestService:
             if todo:
                 with self.db.transaction() as session:
                     counts = self._chunk(session, source_id, mapping, run.id, kind, todo)
-                    last = todo[-1].number
-                    session.execute(
-                        update(IngestRun)
-                        .where(IngestRun.id == run.id)
-                        .values(
-                            rows_committed=last,
-                            inserted=IngestRun.inserted + counts["inserted"],
-                            updated=IngestRun.updated + counts["updated"],
-                            unchanged=IngestRun.unchanged + counts["unchanged"],
-                            rejected=IngestRun.rejected + counts["rejected"],
-                        )
-                    )
+                    self._audit_chunk(session, mapping, run.id, kind, counts)
+                    self._advance(session, run.id, todo[-1].number, counts)
                 summary.inserted += counts["inserted"]
                 summary.updated += counts["updated"]
                 summary.unchanged += counts["unchanged"]
@@ -309,6 +331,40 @@ class IngestService:
         summary.rows = summary.inserted + summary.updated + summary.unchanged + summary.rejected
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _audit_chunk(
+        self, session: Session, mapping: SourceMapping, run_id: uuid.UUID, kind: str, counts: dict[str, Any]
+    ) -> None:
+        record(
+            session,
+            AuditEvent(
+                f"{kind}.ingest",
+                subjects=tuple(str(record_id) for record_id in counts["written"]),
+                fields=_written_fields(mapping, kind),
+                details={
+                    "source": mapping.name,
+                    "run_id": str(run_id),
+                    "inserted": counts["inserted"],
+                    "updated": counts["updated"],
+                    "unchanged": counts["unchanged"],
+                    "rejected": counts["rejected"],
+                },
+            ),
+        )
+
+    def _advance(self, session: Session, run_id: uuid.UUID, last_row: int, counts: dict[str, Any]) -> None:
+        """Move the run's resume point past this chunk, in the chunk's own transaction."""
+        session.execute(
+            update(IngestRun)
+            .where(IngestRun.id == run_id)
+            .values(
+                rows_committed=last_row,
+                inserted=IngestRun.inserted + counts["inserted"],
+                updated=IngestRun.updated + counts["updated"],
+                unchanged=IngestRun.unchanged + counts["unchanged"],
+                rejected=IngestRun.rejected + counts["rejected"],
+            )
+        )
 
     def _start_or_resume(
         self, session: Session, source_id: uuid.UUID, kind: str, content_sha256: str | None
@@ -362,13 +418,14 @@ class IngestService:
         }
         rejected: list[Rejection] = []
         if kind == "records":
-            self._records(session, source_id, mapping, rows, counts, rejected)
+            written = self._records(session, source_id, mapping, rows, counts, rejected)
         else:
-            self._interactions(session, source_id, mapping, rows, counts, rejected)
+            written = self._interactions(session, source_id, mapping, rows, counts, rejected)
         QuarantineRepository(session, self.vault).add_many(source_id, run_id, kind, rejected)
         counts["rejected"] = len(rejected)
         counts["reasons"] = Counter(r.reason for r in rejected)
         counts["rejections"] = rejected
+        counts["written"] = written
         return counts
 
     def _records(
@@ -379,7 +436,8 @@ class IngestService:
         rows: list[RawRow],
         counts: dict[str, Any],
         rejected: list[Rejection],
-    ) -> None:
+    ) -> list[uuid.UUID]:
+        """Insert or update the rows' records; returns the ids of those inserted or updated."""
         today = self.today or date.today()
         prepared = [p for _, p in _prepare(rows, lambda v: prepare_record(v, mapping, today=today), rejected)]
         repo = RecordRepository(session, self.vault)
@@ -405,6 +463,7 @@ class IngestService:
             counts["inserted"] += len(new)
         if self.resolver is not None:
             self.resolver.resolve_records(session, changed)
+        return changed
 
     def _interactions(
         self,
@@ -414,7 +473,8 @@ class IngestService:
         rows: list[RawRow],
         counts: dict[str, Any],
         rejected: list[Rejection],
-    ) -> None:
+    ) -> list[uuid.UUID]:
+        """Insert or update the rows' interactions; returns the ids of the records they belong to."""
         prepared = _prepare(rows, lambda v: prepare_interaction(v, mapping), rejected)
         records = RecordRepository(session, self.vault).existing(
             source_id, sorted({p.source_record_id for _, p in prepared})
@@ -452,6 +512,7 @@ class IngestService:
                     fingerprint=self.vault.blind.fingerprint("interaction_fingerprint", item.content),
                 )
             )
+        owners: set[uuid.UUID] = set()
         for batch in _rounds(keyed, key=lambda i: i.natural_key):
             existing = repo.existing(source_id, [i.natural_key for i in batch])
             new = []
@@ -463,9 +524,12 @@ class IngestService:
                     counts["unchanged"] += 1
                 else:
                     repo.update(found, interaction)
+                    owners.add(interaction.record_id)
                     counts["updated"] += 1
             repo.insert(source_id, new)
+            owners.update(interaction.record_id for interaction in new)
             counts["inserted"] += len(new)
+        return sorted(owners, key=str)
 
     # -- quarantine ----------------------------------------------------------------------------------
 
@@ -473,7 +537,11 @@ class IngestService:
         self, *, source_name: str | None = None, entry_ids: Sequence[uuid.UUID] = ()
     ) -> RetrySummary:
         """Run pending quarantined rows through the current mapping again. Rows that now pass are
-        ingested (and their quarantine copy shredded); the others keep their entry with the new reason."""
+        ingested (and their quarantine copy shredded); the others keep their entry with the new reason.
+
+        Each row is one transaction and records one ``quarantine.reprocess`` entry with it (the records
+        written, the quarantine entry id, the counts). A row the reader could not parse is left as it is
+        and, since nothing changes, records nothing."""
         retried = reprocessed = 0
         with self.db.read() as session:
             source_id = self.mapping(session, source_name)[0] if source_name else None
@@ -497,19 +565,48 @@ class IngestService:
                 rejected: list[Rejection] = []
                 row = [RawRow(entry.row_number, values)]
                 if entry.kind == "records":
-                    self._records(session, entry.source_id, mapping, row, counts, rejected)
+                    written = self._records(session, entry.source_id, mapping, row, counts, rejected)
                 else:
-                    self._interactions(session, entry.source_id, mapping, row, counts, rejected)
+                    written = self._interactions(session, entry.source_id, mapping, row, counts, rejected)
                 if rejected:
                     quarantine.requeue(entry.id, rejected[0].reason, rejected[0].detail)
                 else:
                     quarantine.close(entry.id, "reprocessed")
                     reprocessed += 1
+                record(
+                    session,
+                    AuditEvent(
+                        "quarantine.reprocess",
+                        subjects=tuple(str(record_id) for record_id in written),
+                        fields=_written_fields(mapping, entry.kind) if written else (),
+                        details={
+                            "source": mapping.name,
+                            "kind": entry.kind,
+                            "entries": [str(entry.id)],
+                            "reprocessed": 0 if rejected else 1,
+                            "still_rejected": 1 if rejected else 0,
+                            "inserted": counts["inserted"],
+                            "updated": counts["updated"],
+                            "unchanged": counts["unchanged"],
+                        },
+                    ),
+                )
         return RetrySummary(retried, reprocessed, retried - reprocessed)
 
     def discard_quarantined(self, entry_ids: Sequence[uuid.UUID]) -> int:
+        """Discard rows for good (their payload key is shredded), recorded with the entry ids."""
         with self.db.transaction() as session:
             quarantine = QuarantineRepository(session, self.vault)
             for entry_id in entry_ids:
                 quarantine.close(entry_id, "discarded")
+            record(
+                session,
+                AuditEvent(
+                    "quarantine.reprocess",
+                    details={
+                        "entries": sorted({str(entry_id) for entry_id in entry_ids}),
+                        "discarded": len(entry_ids),
+                    },
+                ),
+            )
         return len(entry_ids)

@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("seq", name=op.f("uq_audit_entry_seq")),
     )
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_entry_action"), ["action"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_entry_actor"), ["actor"], unique=False)
         batch_op.create_index(
             "ix_audit_entry_pending",
@@ -112,7 +111,6 @@ def downgrade() -> None:
             postgresql_where=sa.text("seq IS NULL"),
         )
         batch_op.drop_index(batch_op.f("ix_audit_entry_actor"))
-        batch_op.drop_index(batch_op.f("ix_audit_entry_action"))
 
     op.drop_table("audit_entry")
     # ### end Alembic commands ###

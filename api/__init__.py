@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.audit import blp as audit_blp
+from api.audit import self_blp as audit_self_blp
 from api.config import ApiConfig
 from api.context import EXTENSION_KEY
 from api.health import blp as health_blp
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(ingest_blp)
     api.register_blueprint(identity_blp)
     api.register_blueprint(profiles_blp)
+    api.register_blueprint(audit_blp)
+    api.register_blueprint(audit_self_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

@@ -28,6 +28,14 @@ protected request verifies the signature (ES256 only — ``none`` and HMAC algor
 its client is enabled, its staff user (if any) is enabled and its sign-in (``sid``) is not revoked — so
 all of these take effect on the next request. Errors follow RFC 6749/6750 (``invalid_token``,
 ``insufficient_scope`` with ``WWW-Authenticate``).
+
+Every request to the token, revocation and introspection endpoints leaves one audit entry
+(``auth.token``, ``auth.revoke``, ``auth.introspect``), recorded after the grant's own rows are committed
+and before the response leaves: on success as the principal (the client, or for a person's token
+``user:<uuid>`` / ``customer:<uuid>``), on refusal with the OAuth error code — as the client if it
+authenticated, else anonymous — and ``family_revoked`` when a replay revoked a sign-in. Entries name
+client ids, grant types, scopes and sign-in ids; never a secret, a token, a code or an unknown presented
+client id. The metadata and JWKS documents are public and not audited.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import extract_compact
+from werkzeug.exceptions import HTTPException
 
 from api.auditing import audit_actor, ensure_recorded, outcome_of, record_request
 from api.context import current_platform, current_request_id
@@ -85,7 +94,7 @@ from cdp.access.grants import (
 )
 from cdp.access.roles import SCOPES
 from cdp.access.tokens import TokenRegistry, token_usable
-from cdp.audit import ACTIONS, AuditActor, Outcome, acting_as
+from cdp.audit import ACTIONS, AuditActor, AuditEvent, Outcome, acting_as, record_now
 from cdp.audit.context import rebind_actor
 from cdp.vault.signing import ALG, SigningKeys
 
@@ -148,7 +157,10 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 def _query_client(client_id: str) -> OAuthClient | None:
     with current_platform().db.read() as session:
         found = ClientRepository(session).with_secret_hash(client_id)
-    if found is None or not found[0].active:
+    if found is None:
+        return None
+    _note_client(found[0].client_id)
+    if not found[0].active:
         return None
     return OAuthClient(*found)
 
@@ -197,14 +209,24 @@ class RequiredS256(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
 
-def _revoke_and_refuse(family_id: uuid.UUID, reason: str, message: str) -> InvalidGrantError:
+def _revoke_and_refuse(family_id: uuid.UUID, principal: str, reason: str, message: str) -> InvalidGrantError:
     """Revoke a sign-in (in its own transaction, committed before the error is raised) and return the
     error to raise."""
     with current_platform().db.transaction() as session:
         revoked = GrantStore(session).revoke_family(family_id, reason)
     if revoked:
-        log.warning("sign-in %s revoked: %s", family_id, reason)
+        _family_revoked(family_id, principal, reason)
     return InvalidGrantError(message)
+
+
+def _family_revoked(family_id: uuid.UUID, principal: str, reason: str) -> None:
+    """Log a sign-in this request revoked and note it for the request's audit entry, with the person
+    whose sign-in it was as the subject (a revocation for reuse is what an investigation looks for)."""
+    log.warning("sign-in %s revoked: %s", family_id, reason)
+    exchange = _exchange()
+    if exchange is not None:
+        exchange.subjects.add(principal)
+        exchange.details.update(family_revoked=True, revoked_reason=reason, sid=str(family_id))
 
 
 def _token_scope(granted: str, owner: ResourceOwner) -> str:
@@ -265,7 +287,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if stored is None or stored.client_id != client.get_client_id():
             return None
         if stored.used_at is not None:
-            raise _revoke_and_refuse(stored.family_id, REVOKED_CODE_REUSE, "The code was already used")
+            raise _revoke_and_refuse(
+                stored.family_id, stored.principal, REVOKED_CODE_REUSE, "The code was already used"
+            )
         if stored.is_expired():
             return None
         return stored
@@ -283,7 +307,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             scope = _token_scope(code.scope, owner) if owner else ""
             if not store.consume_code(code):
                 if store.revoke_family(code.family_id, REVOKED_CODE_REUSE):
-                    log.warning("sign-in %s revoked: %s", code.family_id, REVOKED_CODE_REUSE)
+                    _family_revoked(code.family_id, code.principal, REVOKED_CODE_REUSE)
                 refused = InvalidGrantError("The code was already used")
             elif owner is None or not scope:
                 refused = InvalidGrantError("The account can no longer sign in")
@@ -320,11 +344,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             stored = GrantStore(session).find_refresh_token(refresh_token)
         if stored is None:
             return None
+        family = stored.family
         if not stored.check_client(client):
-            raise _revoke_and_refuse(stored.family.id, REVOKED_WRONG_CLIENT, "The refresh token is invalid")
+            raise _revoke_and_refuse(
+                family.id, family.principal, REVOKED_WRONG_CLIENT, "The refresh token is invalid"
+            )
         if stored.used_at is not None:
             raise _revoke_and_refuse(
-                stored.family.id, REVOKED_REFRESH_REUSE, "The refresh token was already used"
+                family.id, family.principal, REVOKED_REFRESH_REUSE, "The refresh token was already used"
             )
         return stored if stored.usable else None
 
@@ -338,14 +365,15 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             owner = current_owner(session, family.principal)
             scope = _token_scope(self.request.payload.scope or family.scope, owner) if owner else ""
             if owner is None:
-                store.revoke_family(family.id, REVOKED_PRINCIPAL)
+                if store.revoke_family(family.id, REVOKED_PRINCIPAL):
+                    _family_revoked(family.id, family.principal, REVOKED_PRINCIPAL)
                 refused = InvalidGrantError("The account can no longer sign in")
             elif not scope:
                 # Checked before rotating: the client keeps a working refresh token.
                 refused = InvalidScopeError()
             elif not store.use_refresh_token(stored):
                 if store.revoke_family(family.id, REVOKED_REFRESH_REUSE):
-                    log.warning("sign-in %s revoked: %s", family.id, REVOKED_REFRESH_REUSE)
+                    _family_revoked(family.id, family.principal, REVOKED_REFRESH_REUSE)
                 refused = InvalidGrantError("The refresh token was already used")
             else:
                 new_refresh_token = store.issue_refresh_token(family)
@@ -711,11 +739,19 @@ class JWTRevocation(RevocationEndpoint):  # type: ignore[misc]
         return None
 
     def revoke_token(self, token: Principal | StoredRefreshToken, request: Any) -> None:
+        sid: str | None
         with current_platform().db.transaction() as session:
             if isinstance(token, StoredRefreshToken):
                 GrantStore(session).revoke_family(token.family.id, REVOKED_SIGN_OUT)
+                kind, principal, sid = "refresh_token", token.family.principal, str(token.family.id)
             else:
                 TokenRegistry(session).revoke(token.jti, token.client_id, token.expires_at)
+                kind, principal, sid = "access_token", token.subject, token.family_id
+        exchange = _exchange()
+        if exchange is not None:
+            exchange.details.update(revoked=True, token_type=kind, **({"sid": sid} if sid else {}))
+            if parse_principal(principal) is not None:
+                exchange.subjects.add(principal)
 
 
 class JWTIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
@@ -735,6 +771,9 @@ class JWTIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
         return token.client_id == client.get_client_id() or "audit:read" in client.client.scopes
 
     def introspect_token(self, token: Principal) -> dict[str, Any]:
+        exchange = _exchange()
+        if exchange is not None:
+            exchange.details["active"] = True
         settings = current_platform().settings
         return {
             "active": True,
@@ -752,12 +791,146 @@ class JWTIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
         }
 
 
+# -- audit --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Exchange:
+    """What one request to the token, revocation or introspection endpoint did, noted by the server's
+    hooks while Authlib works through it and recorded once, after the response is made.
+
+    Authlib answers a refusal with an error response rather than an exception, and who the caller is
+    (the client, or the person a token is issued for) is only known deep inside it, so the view alone
+    could tell neither; the hooks below tell it both."""
+
+    action: str
+    client_id: str | None = None
+    """A registered client's id once the request named one; an unknown presented id is never kept (it
+    is whatever the caller typed)."""
+    actor: AuditActor | None = None
+    """The authenticated client, then (for a person's token) the person; None while anonymous."""
+    details: dict[str, str | bool] = field(default_factory=dict)
+    subjects: set[str] = field(default_factory=set)
+    error: str | None = None
+    """The OAuth error code of a refusal (or ``server_error`` / ``http_<status>`` of a failure)."""
+    outcome: Outcome | None = None
+    """Set for a failure; otherwise success, or denied when there is an error."""
+
+    def event(self, grant_type: str | None) -> AuditEvent:
+        details: dict[str, str | bool] = {}
+        if grant_type is not None:
+            details["grant_type"] = grant_type
+        if self.client_id is not None:
+            details["client_id"] = self.client_id
+        if self.error is not None:
+            details["error"] = self.error
+        details.update(self.details)
+        outcome = self.outcome or (Outcome.SUCCESS if self.error is None else Outcome.DENIED)
+        return AuditEvent(self.action, outcome, subjects=tuple(sorted(self.subjects)), details=details)
+
+
+_EXCHANGE = "cdp_oauth_exchange"
+
+
+def _exchange() -> _Exchange | None:
+    exchange = g.get(_EXCHANGE)
+    return exchange if isinstance(exchange, _Exchange) else None
+
+
+def _note_client(client_id: str) -> None:
+    exchange = _exchange()
+    if exchange is not None:
+        exchange.client_id = client_id
+
+
+def _client_actor(client: Client) -> AuditActor:
+    """A client as the accountable actor. A sign-in app's ``role`` is its audience, not a role it acts
+    in, so only a machine client's role is named."""
+    roles = (client.role,) if client.audience is None else ()
+    return audit_actor(client.client_id, "client", roles, client.department)
+
+
+def _audited_exchange(
+    action: str, respond: Callable[[], Response], **defaults: str | bool
+) -> ResponseReturnValue:
+    """Answer an endpoint request and record ``action`` with what the hooks noted: success, the refusal
+    (``denied``, with the OAuth error code) or an unexpected failure. Token rows are committed by the
+    grants before this records; the response leaves only after the entry is committed."""
+    with acting_as(AuditActor.anonymous(), current_request_id()):
+        exchange = _Exchange(action, details=dict(defaults))
+        setattr(g, _EXCHANGE, exchange)
+        try:
+            response = respond()
+        except Exception as exc:
+            status = exc.code if isinstance(exc, HTTPException) and exc.code else 500
+            exchange.error = "server_error" if status >= 500 else f"http_{status}"
+            exchange.outcome = outcome_of(exc)
+            _record_exchange(exchange)
+            raise
+        finally:
+            g.pop(_EXCHANGE, None)
+        if exchange.error is None and response.status_code >= 400:
+            exchange.error = f"http_{response.status_code}"
+        _record_exchange(exchange)
+        return response
+
+
+def _record_exchange(exchange: _Exchange) -> None:
+    grant_type = None
+    if exchange.action == "auth.token":
+        presented = request.form.get("grant_type", "")
+        grant_type = presented if presented in GRANT_TYPES_SUPPORTED else "unsupported"
+    actor = exchange.actor if exchange.actor is not None else AuditActor.anonymous()
+    record_now(current_platform().db, exchange.event(grant_type), actor=actor)
+
+
+class _AuditedAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's server with three hooks that tell the audit entry of a request who authenticated,
+    whom a token was issued to, and why a request was refused."""
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> OAuthClient:
+        client: OAuthClient = super().authenticate_client(request, methods, endpoint)
+        exchange = _exchange()
+        if exchange is not None:
+            exchange.client_id = client.client.client_id
+            exchange.actor = _client_actor(client.client)
+        return client
+
+    def generate_token(
+        self,
+        grant_type: str,
+        client: OAuthClient,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        token: dict[str, Any] = super().generate_token(
+            grant_type, client, user, scope, expires_in, include_refresh_token
+        )
+        exchange = _exchange()
+        if exchange is not None:
+            exchange.details["scope"] = str(token.get("scope") or "")
+            if isinstance(user, SignIn):
+                owner = user.owner
+                exchange.actor = audit_actor(owner.principal, owner.kind, (owner.role,), owner.department)
+                exchange.details["sid"] = str(user.family_id)
+        return token
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
+        exchange = _exchange()
+        if exchange is not None:
+            exchange.error = str(error.error)
+        response: Response = super().handle_error_response(request, error)
+        return response
+
+
 # -- wiring -------------------------------------------------------------------------------------------
 
 
 def create_authorization_server(app: Flask) -> AuthorizationServer:
     app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", sorted(SCOPES))
-    server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
+    server = _AuditedAuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_token_generator("default", JWTAccessTokenGenerator())
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(AuthorizationCodeGrant, [RequiredS256(required=True)])
@@ -780,17 +953,26 @@ _server = authorization_server
 
 @blp.post("/oauth/token")
 def issue_token() -> ResponseReturnValue:
-    return _server().create_token_response()  # type: ignore[no-any-return]
+    return _audited_exchange("auth.token", lambda: _server().create_token_response())
 
 
 @blp.post("/oauth/revoke")
 def revoke_token() -> ResponseReturnValue:
-    return _server().create_endpoint_response(JWTRevocation.ENDPOINT_NAME)  # type: ignore[no-any-return]
+    """RFC 7009 answers 200 whether or not a token was revoked; the audit entry says which."""
+    return _audited_exchange(
+        "auth.revoke",
+        lambda: _server().create_endpoint_response(JWTRevocation.ENDPOINT_NAME),
+        revoked=False,
+    )
 
 
 @blp.post("/oauth/introspect")
 def introspect_token() -> ResponseReturnValue:
-    return _server().create_endpoint_response(JWTIntrospection.ENDPOINT_NAME)  # type: ignore[no-any-return]
+    return _audited_exchange(
+        "auth.introspect",
+        lambda: _server().create_endpoint_response(JWTIntrospection.ENDPOINT_NAME),
+        active=False,
+    )
 
 
 @blp.get("/oauth/jwks.json")

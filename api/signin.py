@@ -13,6 +13,11 @@ What the page asks for depends on the client's audience (:mod:`cdp.access.client
 * a **customer** app: an email address, then the one-time code sent to it
   (:class:`cdp.access.customers.CustomerSignIn`); the login id travels in a hidden field.
 
+Every POST that checks credentials leaves an audit entry: ``auth.login`` (success as the person,
+refusal as anonymous with a reason code and, for a known staff account, its id) and ``auth.login_code``
+for asking for a code. They hold ids, reason codes and the client id, never what was typed; the code
+request's entry is the same whether or not the address is a customer's.
+
 The authorization request's parameters travel in hidden fields and every POST is validated again from
 scratch, so nothing is kept on the server between the steps and a tampered field fails like a bad link.
 On success a code is stored (its hash) and the browser is sent to the redirect URI with ``code``,
@@ -41,13 +46,16 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, render_template, request
 
-from api.context import current_platform
+from api.auditing import audit_actor
+from api.context import current_platform, current_request_id
 from api.oauth import OAuthClient, authorization_server
 from cdp.access.clients import Client, redirect_origin
 from cdp.access.customers import CustomerSignIn, InvalidEmail, TooManyRequests, verify_customer_code
 from cdp.access.grants import ResourceOwner
 from cdp.access.roles import SCOPES
 from cdp.access.users import PASSWORD_MAX_LENGTH, SignInFailed, sign_in
+from cdp.audit import AuditActor, AuditEvent, Outcome, acting_as, record, record_now
+from cdp.audit.context import rebind_actor
 
 log = logging.getLogger(__name__)
 blp = Blueprint("signin", __name__)
@@ -149,8 +157,35 @@ class _Request:
         return _to_client(response)
 
 
+# -- audit --------------------------------------------------------------------------------------------
+
+
+def _record_login(auth: _Request, outcome: Outcome, subjects: tuple[str, ...] = (), **details: str) -> None:
+    """Record a sign-in attempt. Only ids and reason codes: never the typed username, address or code,
+    which may be someone else's or a password typed into the wrong field."""
+    event = AuditEvent(
+        "auth.login", outcome, subjects=subjects, details={**details, "client_id": auth.client.client_id}
+    )
+    record_now(current_platform().db, event)
+
+
+def _code_request(auth: _Request, outcome: Outcome = Outcome.SUCCESS, **details: str) -> AuditEvent:
+    """The entry of a customer asking for a code: the same for an address that is a customer's and one
+    that is not (no subject, no address), so the audit log cannot be used to tell the two apart."""
+    return AuditEvent("auth.login_code", outcome, details={**details, "client_id": auth.client.client_id})
+
+
+# -- the endpoint -------------------------------------------------------------------------------------
+
+
 @blp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
+    """Runs anonymous until a sign-in succeeds; only the POSTs that check credentials are audited."""
+    with acting_as(AuditActor.anonymous(), current_request_id()):
+        return _authorize()
+
+
+def _authorize() -> Response:
     server = authorization_server()
     try:
         grant = server.get_consent_grant(end_user=None)
@@ -192,24 +227,33 @@ def _staff(auth: _Request) -> Response:
         user = sign_in(platform.db, platform.vault, platform.settings, username, password, totp or None)
     except SignInFailed as exc:
         log.info("staff sign-in refused for client %s: %s", auth.client.client_id, exc.reason)
+        account = (f"user:{exc.user_id}",) if exc.user_id is not None else ()
+        _record_login(auth, Outcome.DENIED, account, reason=exc.reason)
         return auth.page(
             "signin_staff.html", 401, error=STAFF_FAILED, username=username[:MAX_USERNAME_LENGTH]
         )
     owner = ResourceOwner.staff(user.id, user.role, user.department, user.scopes)
+    rebind_actor(audit_actor(owner.principal, owner.kind, (owner.role,), owner.department))
+    _record_login(
+        auth, Outcome.SUCCESS, (owner.principal,), method="password+totp" if user.totp_enabled else "password"
+    )
     return auth.finish(owner)
 
 
 def _customer_email(auth: _Request) -> Response:
     email = _field("email").strip()
     platform = current_platform()
-    if not email or len(email) > MAX_FIELD_LENGTH:
-        return auth.page("signin_email.html", 400, error=INVALID_EMAIL)
     try:
+        if not email or len(email) > MAX_FIELD_LENGTH:
+            raise InvalidEmail()
         with platform.db.transaction() as session:
             login_id = CustomerSignIn(session, platform.vault, platform.settings).request_code(email)
+            record(session, _code_request(auth))
     except InvalidEmail:
+        record_now(platform.db, _code_request(auth, Outcome.FAILED, reason="invalid_email"))
         return auth.page("signin_email.html", 400, error=INVALID_EMAIL)
     except TooManyRequests:
+        record_now(platform.db, _code_request(auth, Outcome.DENIED, reason="too_many_requests"))
         return auth.page("signin_email.html", 429, error=TOO_MANY_CODES)
     return auth.page("signin_code.html", login_id=str(login_id))
 
@@ -218,6 +262,7 @@ def _customer_code(auth: _Request) -> Response:
     try:
         login_id = uuid.UUID(_field("login_id"))
     except ValueError:
+        _record_login(auth, Outcome.DENIED, reason="invalid_login_id")
         return auth.page("signin_email.html", 400, error=START_AGAIN)
     code = _field("code")
     platform = current_platform()
@@ -227,5 +272,9 @@ def _customer_code(auth: _Request) -> Response:
         identity = verify_customer_code(platform.db, platform.vault, platform.settings, login_id, code)
     except SignInFailed as exc:
         log.info("customer sign-in refused for client %s: %s", auth.client.client_id, exc.reason)
+        _record_login(auth, Outcome.DENIED, reason=exc.reason)
         return auth.page("signin_code.html", 401, error=CODE_FAILED, login_id=str(login_id))
-    return auth.finish(ResourceOwner.customer(identity.record_id))
+    owner = ResourceOwner.customer(identity.record_id)
+    rebind_actor(audit_actor(owner.principal, owner.kind, (owner.role,), owner.department))
+    _record_login(auth, Outcome.SUCCESS, (str(identity.record_id),), method="email_code")
+    return auth.finish(owner)

@@ -2,6 +2,11 @@
 
 Every expected failure (bad configuration, missing keys, unreachable database) ends as one line on
 stderr — ``error: ...`` — and exit status 2, never a traceback.
+
+Every command runs in an audit scope for the operator (``operator:<OS user>``): whoever holds the
+keyring and the database is trusted, and still accountable. Administrative changes (clients, staff
+users, keys) are audited in the transaction that makes them; a change that fails leaves a ``failed``
+or ``not_found`` entry naming the error class only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdp import __version__
+from cdp.audit import AuditActor, AuditEvent, Outcome, acting_as, record, record_now
 from cdp.config import Settings, load_settings
 from cdp.db import safe_url
 from cdp.errors import CdpError
@@ -60,12 +66,39 @@ def _platform(state: _State) -> Iterator[Platform]:
 
 
 @contextmanager
-def _users(state: _State) -> Iterator[UserRepository]:
-    """Staff accounts in one transaction (committed when the command's block ends without error)."""
+def _audited(platform: Platform, action: str) -> Iterator[None]:
+    """Record ``action`` as not found or failed when the block raises. The block's transaction has
+    rolled back by then, and the entry the change recorded with it, so this records in one of its own;
+    it names the error class, never the input (a username, a client name)."""
+    from cdp.access.clients import ClientNotFound
+    from cdp.access.users import UserNotFound
+
+    try:
+        yield
+    except Exception as exc:
+        outcome = Outcome.NOT_FOUND if isinstance(exc, UserNotFound | ClientNotFound) else Outcome.FAILED
+        record_now(platform.db, AuditEvent(action, outcome, details={"error": type(exc).__name__}))
+        raise
+
+
+@contextmanager
+def _users(state: _State, action: str) -> Iterator[UserRepository]:
+    """Staff accounts in one transaction (committed when the command's block ends without error); the
+    repository audits the change in it, and a failure is audited as ``action``."""
     from cdp.access.users import UserRepository
 
-    with _platform(state) as platform, platform.db.transaction() as session:
+    with _platform(state) as platform, _audited(platform, action), platform.db.transaction() as session:
         yield UserRepository(session, platform.vault, platform.settings)
+
+
+def _os_user() -> str:
+    """Who is at the command line, as the OS knows them (not a name they typed)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def _progress() -> Progress:
@@ -92,6 +125,7 @@ def _progress() -> Progress:
 def cli(ctx: click.Context, config: Path | None) -> None:
     """cdp — privacy-first customer data platform."""
     ctx.obj = _State(config)
+    ctx.with_resource(acting_as(AuditActor.operator(_os_user())))
 
 
 @cli.command()
@@ -187,19 +221,28 @@ def keys_status(state: _State) -> None:
 @click.pass_obj
 def keys_rotate(state: _State, batch_size: int | None, no_retire: bool) -> None:
     """Create a new KEK and rewrap every data key under it, online. Re-run to resume after a crash."""
-    with _platform(state) as platform, _progress() as progress:
-        task = progress.add_task("rewrapping data keys", total=None)
+    with _platform(state) as platform:
+        with _audited(platform, "key.rotate"), _progress() as progress:
+            task = progress.add_task("rewrapping data keys", total=None)
 
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
 
-        result = rotation.rotate(
-            platform.db,
-            platform.vault,
-            batch_size=batch_size or platform.settings.rotation_batch_size,
-            progress=report,
-            retire_old=not no_retire,
-        )
+            result = rotation.rotate(
+                platform.db,
+                platform.vault,
+                batch_size=batch_size or platform.settings.rotation_batch_size,
+                progress=report,
+                retire_old=not no_retire,
+            )
+        # Each batch committed on its own, so the rotation is recorded once it is done.
+        details = {
+            "target_kek_version": result.target_kek_version,
+            "rewrapped": result.rewrapped,
+            "resumed": result.resumed,
+            "retired": result.retired,
+        }
+        record_now(platform.db, AuditEvent("key.rotate", details=details))
     verb = "resumed rotation to" if result.resumed else "rotated to"
     rate = result.rewrapped / result.seconds if result.seconds else 0.0
     out.print(
@@ -258,7 +301,11 @@ def clients_create(
 
     if grant == "client_credentials" and (redirect_uris or public):
         raise click.UsageError("--redirect-uri and --public apply to the authorization_code grant only")
-    with _platform(state) as platform, platform.db.transaction() as session:
+    with (
+        _platform(state) as platform,
+        _audited(platform, "client.create"),
+        platform.db.transaction() as session,
+    ):
         client, secret = ClientRepository(session).create(
             name=name,
             role=role,
@@ -309,7 +356,11 @@ def clients_disable(state: _State, client_id: str) -> None:
     """Disable a client; its tokens stop working at the next request."""
     from cdp.access.clients import ClientRepository
 
-    with _platform(state) as platform, platform.db.transaction() as session:
+    with (
+        _platform(state) as platform,
+        _audited(platform, "client.disable"),
+        platform.db.transaction() as session,
+    ):
         ClientRepository(session).disable(client_id)
     out.print(f"disabled {client_id}")
 
@@ -365,7 +416,7 @@ def users_create(
 ) -> None:
     """Create a staff user. Compliance officers, DPOs and admins get a TOTP second factor at once."""
     password = _read_password(password_file)
-    with _users(state) as accounts:
+    with _users(state, "user.create") as accounts:
         user, uri = accounts.create(
             username=username, password=password, role=role, scopes=scopes, department=department
         )
@@ -415,7 +466,7 @@ def users_list(state: _State) -> None:
 @click.pass_obj
 def users_disable(state: _State, username: str) -> None:
     """Disable a user: they can no longer sign in."""
-    with _users(state) as accounts:
+    with _users(state, "user.disable") as accounts:
         user = accounts.disable(username)
     out.print(f"disabled {user.username}", markup=False, highlight=False)
 
@@ -425,7 +476,7 @@ def users_disable(state: _State, username: str) -> None:
 @click.pass_obj
 def users_enable(state: _State, username: str) -> None:
     """Re-enable a user and clear a lockout."""
-    with _users(state) as accounts:
+    with _users(state, "user.enable") as accounts:
         user = accounts.enable(username)
     out.print(f"enabled {user.username}", markup=False, highlight=False)
 
@@ -435,7 +486,7 @@ def users_enable(state: _State, username: str) -> None:
 @click.pass_obj
 def users_enroll_totp(state: _State, username: str) -> None:
     """Enrol a new TOTP secret for a user; any previous authenticator stops working."""
-    with _users(state) as accounts:
+    with _users(state, "user.credentials") as accounts:
         uri = accounts.enroll_totp(username)
     _print_totp_uri(uri)
 
@@ -447,7 +498,7 @@ def users_enroll_totp(state: _State, username: str) -> None:
 def users_set_password(state: _State, username: str, password_file: Path | None) -> None:
     """Set a new password for a user (a lockout stays; `cdp users enable` clears it)."""
     password = _read_password(password_file)
-    with _users(state) as accounts:
+    with _users(state, "user.credentials") as accounts:
         user = accounts.set_password(username, password)
     out.print(f"password of {user.username} changed", markup=False, highlight=False)
 
@@ -644,8 +695,13 @@ def keys_rotate_signing(state: _State) -> None:
     """Make a new token-signing key the signer; the old one stays published until its tokens expire."""
     from cdp.vault.signing import SigningKeys
 
-    with _platform(state) as platform, platform.db.transaction() as session:
+    with (
+        _platform(state) as platform,
+        _audited(platform, "key.signing_rotate"),
+        platform.db.transaction() as session,
+    ):
         kid = SigningKeys(session, platform.vault).rotate()
+        record(session, AuditEvent("key.signing_rotate", details={"key": "token_signing", "kid": kid}))
     out.print(
         f"new signing key {kid}; servers switch to it within 5 s, old tokens stay valid until they expire"
     )
@@ -838,12 +894,7 @@ def _id(value: str, what: str) -> uuid.UUID:
 
 
 def _default_actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli:unknown"
+    return f"cli:{_os_user()}"
 
 
 def _identity(platform: Platform) -> IdentityService:
@@ -1051,6 +1102,15 @@ def identity_show(state: _State, entity: str, reveal: bool) -> None:
         markup=False,
         highlight=False,
     )
+
+
+def _register_audit_group() -> None:
+    from cdp.cli_audit import audit  # imports cdp.cli helpers lazily: no cycle at import time
+
+    cli.add_command(audit)
+
+
+_register_audit_group()
 
 
 def main(argv: list[str] | None = None) -> None:

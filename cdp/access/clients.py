@@ -19,6 +19,10 @@ Two kinds of client:
   uses PKCE S256 either way, and gets refresh tokens (grant types ``authorization_code
   refresh_token``). It needs at least one redirect URI, matched exactly (RFC 9700 §2.1): absolute
   ``https``, or ``http`` on a loopback host for native apps (RFC 8252 §7.3), without a fragment.
+
+Registering and disabling a client are audited in the transaction that makes the change
+(``client.create``, ``client.disable``): the client id, role, department, scopes and grant types —
+never the secret, nor the free-text name.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cdp.access.roles import ROLE_SCOPES, SERVICE_ROLES, PolicyError, check_grantable
+from cdp.audit import AuditEvent, record
 from cdp.db.models import OAuthClient
 from cdp.db.types import utcnow
 from cdp.errors import CdpError
@@ -226,7 +231,17 @@ class ClientRepository:
         )
         self.session.add(row)
         self.session.flush()
-        return _client(row), secret
+        client = _client(row)
+        details = {
+            "client_id": client.client_id,
+            "role": client.role,
+            "department": client.department,
+            "scopes": sorted(client.scopes),
+            "grant_types": sorted(client.grant_types),
+            "client_type": client.client_type,
+        }
+        record(self.session, AuditEvent("client.create", details=details))
+        return client, secret
 
     @staticmethod
     def _check_sign_in_app(audience: str, scopes: Iterable[str], department: str | None) -> frozenset[str]:
@@ -271,4 +286,5 @@ class ClientRepository:
             raise ClientNotFound(f"client {client_id} does not exist")
         if row.disabled_at is None:
             row.disabled_at = utcnow()
+        record(self.session, AuditEvent("client.disable", details={"client_id": row.client_id}))
         return _client(row)

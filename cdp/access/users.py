@@ -11,6 +11,10 @@ counter before re-raising. Every failure carries the same message; only ``reason
 never shown to the user) says what went wrong.
 
 Passwords, TOTP secrets and codes never appear in messages, logs or reprs.
+
+Every change to an account is audited in the transaction that makes it (``user.create``,
+``user.disable``, ``user.enable``, ``user.credentials``), naming the account by id (``user:<uuid>``),
+never by username: the actor is whoever the current audit scope names (the operator, at the CLI).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from cdp.access.grants import GrantStore
 from cdp.access.roles import ROLE_SCOPES, PolicyError, check_grantable
+from cdp.audit import AuditEvent, record
 from cdp.config import Settings
 from cdp.db import Database
 from cdp.db.models import StaffUser as StaffUserRow
@@ -78,16 +83,18 @@ _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 "low memory"
 class SignInFailed(CdpError):
     """A sign-in was refused. The message is the same for every cause, so it never tells an attacker
     whether a username exists, the password was right or the account is locked; ``reason`` (one of
-    :data:`SIGN_IN_FAILURE_REASONS`) is for the audit log only."""
+    :data:`SIGN_IN_FAILURE_REASONS`) and ``user_id`` (the account the attempt was against, when one
+    exists) are for the audit log only."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, user_id: uuid.UUID | None = None) -> None:
         if reason not in SIGN_IN_FAILURE_REASONS:
             raise ValueError(f"unknown sign-in failure reason {reason!r}")
         self.reason = reason
+        self.user_id = user_id
         super().__init__(SIGN_IN_FAILED_MESSAGE)
 
-    def __reduce__(self) -> tuple[type[SignInFailed], tuple[str]]:
-        return (type(self), (self.reason,))
+    def __reduce__(self) -> tuple[type[SignInFailed], tuple[str, uuid.UUID | None]]:
+        return (type(self), (self.reason, self.user_id))
 
 
 class UserNotFound(CdpError):
@@ -225,12 +232,23 @@ class UserRepository:
         self.session.add(row)
         self.session.flush()
         uri = self._enroll(row) if role in TOTP_REQUIRED_ROLES else None
+        self._audit(
+            "user.create",
+            row,
+            role=role,
+            department=department,
+            scopes=sorted(granted),
+            totp_enrolled=uri is not None,
+        )
         return _user(row), uri
 
     def enroll_totp(self, username: str) -> str:
         """Enrol (or re-enrol) a TOTP secret; returns the provisioning URI, to be shown once. A previous
         secret is crypto-shredded, so an old authenticator stops working immediately."""
-        return self._enroll(self._require(username))
+        row = self._require(username)
+        uri = self._enroll(row)
+        self._audit("user.credentials", row, credential="totp")
+        return uri
 
     def _enroll(self, row: StaffUserRow) -> str:
         secret = pyotp.random_base32()
@@ -254,7 +272,8 @@ class UserRepository:
         if row.disabled_at is None:
             row.disabled_at = utcnow()
         self.session.flush()
-        GrantStore(self.session).revoke_principal(f"user:{row.id}")
+        revoked = GrantStore(self.session).revoke_principal(f"user:{row.id}")
+        self._audit("user.disable", row, revoked_sign_ins=revoked)
         return _user(row)
 
     def enable(self, username: str) -> StaffUser:
@@ -264,6 +283,7 @@ class UserRepository:
         row.locked_until = None
         row.failed_attempts = 0
         self.session.flush()
+        self._audit("user.enable", row)
         return _user(row)
 
     def set_password(self, username: str, password: str) -> StaffUser:
@@ -272,7 +292,14 @@ class UserRepository:
         check_password_policy(row.username, password)
         row.password_hash = _hasher.hash(password)
         self.session.flush()
+        self._audit("user.credentials", row, credential="password")
         return _user(row)
+
+    def _audit(self, action: str, row: StaffUserRow, **details: object) -> None:
+        record(
+            self.session,
+            AuditEvent(action, subjects=(f"user:{row.id}",), details={"user_id": str(row.id), **details}),
+        )
 
     # -- lookups -------------------------------------------------------------------------------------
 
@@ -325,9 +352,9 @@ class UserRepository:
             raise SignInFailed("unknown_user")
         password_ok = _password_matches(row.password_hash, password)
         if row.disabled_at is not None:
-            raise SignInFailed("disabled")
+            raise SignInFailed("disabled", row.id)
         if row.locked_until is not None and row.locked_until > at:
-            raise SignInFailed("locked")
+            raise SignInFailed("locked", row.id)
         if not password_ok:
             self._fail(row, "bad_password", at)
         step: int | None = None
@@ -359,7 +386,7 @@ class UserRepository:
             row.locked_until = at + timedelta(seconds=self.settings.login_lockout_seconds)
             row.failed_attempts = 0
         self.session.flush()
-        raise SignInFailed(reason)
+        raise SignInFailed(reason, row.id)
 
 
 def sign_in(

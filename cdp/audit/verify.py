@@ -124,8 +124,9 @@ def verify_chain(db: Database, public_keys: dict[str, str]) -> VerifyReport:
                     report.problems.append(ChainProblem(entry.seq, str(entry.id), problem))
                     break
                 if entry.action == "audit.prune":
-                    anchor = json.loads(entry.details)
-                    prune_anchors.add((int(anchor.get("through_seq", -1)), str(anchor.get("head_hash"))))
+                    anchor = _prune_anchor(entry.details)
+                    if anchor is not None:
+                        prune_anchors.add(anchor)
                 checkpoint = checkpoints.get(entry.seq)
                 if checkpoint is not None and checkpoint.head_hash != entry.hash:
                     report.problems.append(
@@ -154,6 +155,19 @@ def verify_chain(db: Database, public_keys: dict[str, str]) -> VerifyReport:
         if not report.problems:
             _check_checkpoints(report, checkpoints, public_keys)
     return report
+
+
+def _prune_anchor(details: str) -> tuple[int, str] | None:
+    """The (through_seq, head_hash) an ``audit.prune`` entry vouches for. Its details are hashed but not
+    necessarily written by :mod:`cdp.audit.retention` (a row inserted straight into the database gets
+    sealed too), so anything but an integer seq and a string hash vouches for nothing."""
+    anchor = json.loads(details)
+    if not isinstance(anchor, dict):
+        return None
+    through, head = anchor.get("through_seq"), anchor.get("head_hash")
+    if type(through) is not int or not isinstance(head, str):
+        return None
+    return through, head
 
 
 def _check_entry(

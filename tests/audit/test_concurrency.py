@@ -1,0 +1,138 @@
+"""Many writers append while several sequencers seal at once: the chain stays one line — every entry
+sealed exactly once, seq contiguous, and the whole chain verifies.
+
+The PostgreSQL case uses real OS processes (spawned, so nothing is shared but the database); the thread
+case runs on both back ends, which on SQLite exercises BEGIN IMMEDIATE as the chain lock.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cdp.audit import AuditEvent, AuditService, record_now
+from cdp.audit.sequencer import seal
+from cdp.audit.verify import verify_chain
+from cdp.config import Settings
+from cdp.db import Database
+from cdp.db.models import AuditEntry
+from cdp.platform import Platform
+
+APPENDERS = 4
+SEALERS = 2
+PER_APPENDER = 200
+
+
+def _append(url: str, worker: int, count: int) -> None:
+    db = Database(url)
+    try:
+        for i in range(count):
+            record_now(db, AuditEvent("sources.read", details={"worker": worker, "i": i}))
+    finally:
+        db.dispose()
+
+
+def _seal_until(url: str, done: Event, sealed: Queue[int]) -> None:
+    """Seal in small batches until the appenders are done; report how many entries this process sealed."""
+    db = Database(url)
+    total = 0
+    try:
+        while not done.is_set():
+            sealed_now = seal(db, batch_size=50).sealed
+            total += sealed_now
+            if not sealed_now:
+                time.sleep(0.005)
+        total += seal(db, batch_size=50).sealed
+    finally:
+        db.dispose()
+        sealed.put(total)
+
+
+def _assert_one_linear_chain(platform: Platform, appended: int, sealed_by_sequencers: int) -> None:
+    final = AuditService(platform.db, platform.vault, "https://cdp.example.test").seal()
+    assert sealed_by_sequencers + final.sealed == appended, "an entry was sealed twice or not at all"
+    with platform.db.read() as session:
+        seqs = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq)).scalars().all()
+        distinct_ids = session.execute(select(func.count(func.distinct(AuditEntry.id)))).scalar_one()
+    assert seqs == list(range(1, appended + 1))
+    assert distinct_ids == appended
+    report = verify_chain(platform.db, {})
+    assert report.ok, report.first_problem
+    assert (report.entries, report.head_seq, report.pending) == (appended, appended, 0)
+
+
+@pytest.mark.postgres
+def test_processes_appending_and_sealing_at_once_build_one_contiguous_chain(
+    postgres_schema_url: str, tmp_path: Path
+) -> None:
+    platform, _ = Platform.initialize(Settings(data_dir=tmp_path / "cdp", database_url=postgres_schema_url))
+    try:
+        context = multiprocessing.get_context("spawn")
+        done = context.Event()
+        sealed: Queue[int] = context.Queue()
+        sealers = [
+            context.Process(target=_seal_until, args=(postgres_schema_url, done, sealed))
+            for _ in range(SEALERS)
+        ]
+        appenders = [
+            context.Process(target=_append, args=(postgres_schema_url, worker, PER_APPENDER))
+            for worker in range(APPENDERS)
+        ]
+        started = time.monotonic()
+        for process in sealers + appenders:
+            process.start()
+        for process in appenders:
+            process.join(timeout=60)
+        done.set()
+        totals = [sealed.get(timeout=60) for _ in sealers]
+        for process in sealers:
+            process.join(timeout=60)
+        assert all(p.exitcode == 0 for p in sealers + appenders), [p.exitcode for p in sealers + appenders]
+        assert all(totals), f"a sequencer never got a turn: {totals}"
+        assert time.monotonic() - started < 60
+
+        _assert_one_linear_chain(platform, APPENDERS * PER_APPENDER, sum(totals))
+    finally:
+        platform.close()
+
+
+def test_threads_appending_and_sealing_at_once_build_one_contiguous_chain(platform: Platform) -> None:
+    done = threading.Event()
+    totals: list[int] = []
+    errors: list[BaseException] = []
+
+    def append(worker: int) -> None:
+        try:
+            for i in range(100):
+                record_now(platform.db, AuditEvent("sources.read", details={"worker": worker, "i": i}))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    def sealer() -> None:
+        total = 0
+        try:
+            while not done.is_set():
+                total += seal(platform.db, batch_size=20).sealed
+        except BaseException as exc:
+            errors.append(exc)
+        totals.append(total)
+
+    sealing = threading.Thread(target=sealer)
+    appending = [threading.Thread(target=append, args=(worker,)) for worker in range(2)]
+    sealing.start()
+    for thread in appending:
+        thread.start()
+    for thread in appending:
+        thread.join(timeout=60)
+    done.set()
+    sealing.join(timeout=60)
+
+    assert not errors, errors
+    _assert_one_linear_chain(platform, 200, sum(totals))

@@ -16,19 +16,23 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from cdp.audit.canonical import canonical_json
 from cdp.audit.context import current_scope
 from cdp.audit.events import AuditActor, AuditError, AuditEvent
 from cdp.db import Database
-from cdp.db.models import AuditEntry, AuditSubject, table_of
+from cdp.db.models import AuditEntry, table_of
 from cdp.db.types import utcnow
 
 _ENTRIES = table_of(AuditEntry)
-_SUBJECTS = table_of(AuditSubject)
 _INSERT_ENTRY = insert(_ENTRIES)
-_INSERT_SUBJECT = insert(_SUBJECTS)
+_APPENDED_COLUMNS = (
+    *("id", "seq", "recorded_at", "action", "outcome", "actor", "actor_kind", "role", "department"),
+    *("purpose", "request_id", "subjects", "fields", "details"),
+)
+"""What an append writes; the chain columns (prev_hash, hash, sealed_at) are the sequencer's."""
 
 
 def _reject_floats(value: Any) -> None:
@@ -45,7 +49,6 @@ def _reject_floats(value: Any) -> None:
 @dataclass
 class _Rows:
     entry: dict[str, Any]
-    subjects: list[dict[str, Any]]
 
 
 def _rows(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> _Rows:
@@ -74,14 +77,42 @@ def _rows(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> _
         "fields": canonical_json(sorted(set(event.fields))),
         "details": details,
     }
-    return _Rows(entry, [{"entry_id": entry_id, "subject_id": s} for s in subjects])
+    return _Rows(entry)
 
 
 def _insert(target: Session | Connection, batch: list[_Rows]) -> None:
     target.execute(_INSERT_ENTRY, [rows.entry for rows in batch])
-    subjects = [row for rows in batch for row in rows.subjects]
-    if subjects:
-        target.execute(_INSERT_SUBJECT, subjects)
+
+
+class _DriverInsert:
+    """The entry insert compiled once for a dialect, with the columns' own bind processors: the hot path
+    hands the driver ready parameters, exactly as SQLAlchemy would have converted them."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = _INSERT_ENTRY.compile(dialect=dialect, column_keys=list(_APPENDED_COLUMNS))
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        names = list(compiled.positiontup or []) if self.positional else list(_APPENDED_COLUMNS)
+        processors = {c.key: c.type.bind_processor(dialect) for c in _ENTRIES.columns}
+        self.columns = [(name, processors.get(name)) for name in names]
+
+    def parameters(self, entry: dict[str, Any]) -> Any:
+        converted = [
+            (name, processor(entry[name]) if processor is not None else entry[name])
+            for name, processor in self.columns
+        ]
+        return tuple(value for _, value in converted) if self.positional else dict(converted)
+
+
+_DRIVER_INSERTS: dict[str, _DriverInsert] = {}
+
+
+def _driver_insert(db: Database) -> _DriverInsert:
+    dialect = db.engine.dialect
+    found = _DRIVER_INSERTS.get(dialect.name)
+    if found is None:
+        found = _DRIVER_INSERTS[dialect.name] = _DriverInsert(dialect)
+    return found
 
 
 def _mark_recorded(event: AuditEvent, *, committed: bool) -> None:
@@ -162,8 +193,11 @@ class GroupCommit:
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
         try:
-            with self.db.write() as connection:
-                _insert(connection, [pending.rows for pending in batch])
+            statement = _driver_insert(self.db)
+            with self.db.raw_write() as cursor:
+                cursor.executemany(
+                    statement.sql, [statement.parameters(pending.rows.entry) for pending in batch]
+                )
         except BaseException as exc:  # every waiter of the batch must learn it failed, then re-raise
             for pending in batch:
                 pending.error = exc

@@ -180,11 +180,9 @@ class EntryFilter:
             object.__setattr__(self, "outcome", Outcome(self.outcome))
 
     def apply(self, statement: Select[*Ts]) -> Select[*Ts]:
-        if self.subject is not None:
-            statement = statement.join(AuditSubject, AuditSubject.entry_id == AuditEntry.id).where(
-                AuditSubject.subject_id == self.subject
-            )
         conditions: list[ColumnElement[bool]] = []
+        if self.subject is not None:
+            conditions.append(about_subjects([self.subject]))
         if self.actor is not None:
             conditions.append(AuditEntry.actor == self.actor)
         if self.action is not None:
@@ -483,6 +481,23 @@ def customer_subjects(db: Database, record_id: uuid.UUID) -> tuple[str, ...]:
         return tuple(sorted({str(record_id), str(entity_id), *(str(member) for member in members)}))
 
 
+def _like_literal(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def about_subjects(subject_ids: Sequence[str]) -> ColumnElement[bool]:
+    """Entries naming any of ``subject_ids``: sealed ones through the ``audit_subject`` index (the
+    sequencer writes it), pending ones — at most a few hundred milliseconds old — by their subject list,
+    matched as whole quoted JSON strings so ``cust-1`` never matches ``cust-10``."""
+    ids = sorted(set(subject_ids))
+    indexed = AuditEntry.id.in_(select(AuditSubject.entry_id).where(AuditSubject.subject_id.in_(ids)))
+    pending = and_(
+        AuditEntry.seq.is_(None),
+        or_(*(AuditEntry.subjects.like(f'%"{_like_literal(s)}"%', escape="\\") for s in ids)),
+    )
+    return or_(indexed, pending)
+
+
 def transparency(
     db: Database, subject_ids: Sequence[str], *, limit: int = 50, cursor: str | None = None
 ) -> AccessLogPage:
@@ -491,7 +506,6 @@ def transparency(
     even selected, so it cannot leak through a later change to the response."""
     if not subject_ids:
         return AccessLogPage([], None)
-    about = select(AuditSubject.entry_id).where(AuditSubject.subject_id.in_(sorted(set(subject_ids))))
     statement = select(
         AuditEntry.id,
         AuditEntry.recorded_at,
@@ -501,7 +515,7 @@ def transparency(
         AuditEntry.purpose,
         AuditEntry.outcome,
     ).where(
-        AuditEntry.id.in_(about),
+        about_subjects(subject_ids),
         AuditEntry.action.in_(sorted(READ_ACTIONS)),
         AuditEntry.actor_kind != ActorKind.CUSTOMER.value,
     )

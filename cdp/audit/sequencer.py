@@ -2,21 +2,24 @@
 
 Requests only insert entries (``seq`` NULL). Sealing takes the chain lock — ``BEGIN IMMEDIATE`` on
 SQLite, a transaction-scoped advisory lock on PostgreSQL — reads the head once, and assigns
-``seq``/``prev_hash``/``hash`` to a batch of pending entries in arrival order. Any number of processes
-may run it: they take turns, so the chain stays linear however many writers append.
+``seq``/``prev_hash``/``hash`` to a batch of pending entries in arrival order. It also writes the subject
+search index (``audit_subject``) from the hashed subject lists, so a request inserts one row only and
+search by subject covers sealed entries (within ``audit_seal_interval_ms`` of their append). Any number
+of processes may run it: they take turns, so the chain stays linear however many writers append.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from cdp.audit.canonical import GENESIS_HASH, document_hash, entry_document
 from cdp.db import Database
-from cdp.db.models import AuditEntry
+from cdp.db.models import AuditEntry, AuditSubject
 from cdp.db.types import utcnow
 
 CHAIN_LOCK_ID = 0x63647061756474  # "cdpaudt": the advisory lock that serializes sealing on PostgreSQL
@@ -52,7 +55,7 @@ def chain_head(session: Session) -> ChainHead:
     return ChainHead(row.seq, row.hash)
 
 
-def document_of(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, object]:
+def document_of(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]:
     return entry_document(
         seq=seq,
         prev_hash=prev_hash,
@@ -86,14 +89,19 @@ def _seal_batch(session: Session, batch_size: int, now: datetime) -> tuple[int, 
         .all()
     )
     updates = []
+    index: list[dict[str, Any]] = []
     seq, prev = head.seq, head.hash
     for entry in pending:
         seq += 1
-        digest = document_hash(document_of(entry, seq, prev))
+        document = document_of(entry, seq, prev)
+        digest = document_hash(document)
         updates.append({"id": entry.id, "seq": seq, "prev_hash": prev, "hash": digest, "sealed_at": now})
+        index.extend({"entry_id": entry.id, "subject_id": subject} for subject in document["subjects"])
         prev = digest
     if updates:
         session.execute(update(AuditEntry), updates)
+    if index:
+        session.execute(insert(AuditSubject), index)
     return len(updates), ChainHead(seq, prev)
 
 

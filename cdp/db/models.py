@@ -515,8 +515,9 @@ class AuditEntry(Base):
 
 
 class AuditSubject(Base):
-    """Search index of :attr:`AuditEntry.subjects` (customer, record and subject ids), written with the
-    entry. Verification checks it against the hashed list, so a doctored index cannot hide an entry."""
+    """Search index of :attr:`AuditEntry.subjects` (customer, record and subject ids), written by the
+    sequencer when it seals the entry (off the request path). Verification checks it against the hashed
+    list, so a doctored index cannot hide an entry; searches match pending entries by their own list."""
 
     __tablename__ = "audit_subject"
 

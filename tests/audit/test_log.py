@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from cdp.audit import AuditActor, AuditError, AuditEvent, acting_as, record, record_now
 from cdp.audit.events import ActorKind
 from cdp.audit.log import GroupCommit, _writer
+from cdp.audit.sequencer import seal
 from cdp.db.models import AuditEntry, AuditSubject
 from cdp.platform import Platform
 
@@ -40,6 +41,7 @@ def test_an_entry_names_the_scope_actor_and_request_and_indexes_its_subjects(pla
             ),
         )
     assert scope.recorded == ["profile.read"]
+    seal(platform.db)  # the sequencer writes the subject index
     with platform.db.read() as session:
         entry = session.get(AuditEntry, entry_id)
         indexed = session.execute(
@@ -52,7 +54,7 @@ def test_an_entry_names_the_scope_actor_and_request_and_indexes_its_subjects(pla
             "support_agent",
             "support",
         )
-        assert entry.request_id == "req-42" and entry.purpose == "support" and entry.seq is None
+        assert entry.request_id == "req-42" and entry.purpose == "support" and entry.seq == 1
         assert entry.fields == '["email","phone"]'
         assert sorted(indexed) == sorted([customer, record_id])
 
@@ -92,7 +94,7 @@ def test_a_failed_batch_fails_every_waiter_and_the_next_callers_still_get_throug
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer: GroupCommit = _writer(platform.db)
-    real_write = platform.db.write
+    real_write = platform.db.raw_write
     failing = threading.Event()
     failing.set()
 
@@ -101,7 +103,7 @@ def test_a_failed_batch_fails_every_waiter_and_the_next_callers_still_get_throug
             raise OSError("disk full")
         return real_write()
 
-    monkeypatch.setattr(platform.db, "write", flaky_write)
+    monkeypatch.setattr(platform.db, "raw_write", flaky_write)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(record_now, platform.db, AuditEvent("sources.read")) for _ in range(20)]
         errors = [f.exception() for f in futures]

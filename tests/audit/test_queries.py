@@ -375,3 +375,16 @@ def test_checkpoints_page_by_seq_and_verify_with_the_listed_keys(platform: Platf
     assert [c.seq for c in rest.checkpoints] == [3] and rest.next_after is None
     for c in first.checkpoints + rest.checkpoints:
         assert verify_signature(first.public_keys[c.key_id], c.message, c.signature)
+
+
+def test_subject_search_finds_entries_before_and_after_the_sequencer_indexes_them(platform: Platform) -> None:
+    from cdp.audit import record_now
+    from cdp.audit.queries import search
+
+    record_now(platform.db, AuditEvent("profile.read", subjects=("cust_1",)))
+    record_now(platform.db, AuditEvent("profile.read", subjects=("custX1", "cust-10")))
+    pending = search(platform.db, subject="cust_1").items
+    assert [entry.subjects for entry in pending] == [("cust_1",)]  # "_" is not a wildcard, no prefixes
+    seal(platform.db)
+    sealed = search(platform.db, subject="cust_1").items
+    assert [(entry.subjects, entry.seq is not None) for entry in sealed] == [(("cust_1",), True)]

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cdp.audit import AuditActor, acting_as
+from cdp.audit.sequencer import seal
 from cdp.db.models import AuditEntry, AuditSubject, Interaction, SourceRecord
 from cdp.platform import Platform
 from cdp.sources.ingest import IngestError, IngestService
@@ -75,6 +76,8 @@ def audit_entries(platform: Platform, action: str | None = None) -> list[Entry]:
 
 
 def indexed_subjects(platform: Platform, entry_id: uuid.UUID) -> set[str]:
+    """The entry's subjects as the search index holds them once the sequencer has sealed the entry."""
+    seal(platform.db)
     with platform.db.read() as session:
         return set(
             session.execute(

@@ -1,8 +1,9 @@
 """Background jobs of a serving process (APScheduler): today the audit sequencer.
 
 Each server worker runs its own scheduler. The sequencer serializes itself on the chain lock, so two
-workers sealing at once take turns instead of forking the chain; a worker that finds nothing pending
-does not take the lock at all. Later capabilities (retention sweeps, token pruning) add their jobs here.
+workers sealing at once take turns instead of forking the chain; a worker that finds nothing pending,
+or no checkpoint due, does not take the lock at all. Later capabilities (retention sweeps, token
+pruning) add their jobs here.
 """
 
 from __future__ import annotations
@@ -11,22 +12,12 @@ import logging
 from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
 
 from cdp.audit import AuditActor, acting_as
 from cdp.audit.service import AuditService
-from cdp.db.models import AuditEntry
 from cdp.platform import Platform
 
 logger = logging.getLogger(__name__)
-
-
-def _pending(platform: Platform) -> bool:
-    with platform.db.connect() as connection:
-        return (
-            connection.execute(select(AuditEntry.id).where(AuditEntry.seq.is_(None)).limit(1)).first()
-            is not None
-        )
 
 
 def audit_tick(platform: Platform) -> None:
@@ -37,8 +28,7 @@ def audit_tick(platform: Platform) -> None:
     interval = timedelta(seconds=platform.settings.audit_checkpoint_interval_seconds)
     try:
         with acting_as(AuditActor.system("sequencer")):
-            if _pending(platform):
-                service.seal()
+            service.seal()
             service.checkpoint(min_interval=interval)
     except Exception as exc:  # a background job must survive a database hiccup
         logger.warning("audit sequencer tick failed: %s", type(exc).__name__)

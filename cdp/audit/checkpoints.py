@@ -63,22 +63,35 @@ def all_checkpoints(session: Session) -> list[Checkpoint]:
     return [_from_row(row) for row in rows]
 
 
+def _due(session: Session, min_interval: timedelta | None) -> bool:
+    head = chain_head(session)
+    if head.seq == 0:
+        return False
+    latest = latest_checkpoint(session)
+    if latest is None:
+        return True
+    if latest.seq >= head.seq:
+        return False
+    return min_interval is None or utcnow() - latest.signed_at >= min_interval
+
+
 def sign_checkpoint(
     db: Database, vault: Vault, origin: str, *, min_interval: timedelta | None = None
 ) -> Checkpoint | None:
     """Sign the current head, unless it is already signed or (with ``min_interval``) the latest
-    checkpoint is younger than that. Returns the new checkpoint, or None."""
+    checkpoint is younger than that. Returns the new checkpoint, or None.
+
+    Whether one is due is decided first without any lock (every server worker asks twice a second);
+    the chain lock is taken only to sign, and the question asked again under it."""
+    with db.read() as session:
+        if not _due(session, min_interval):
+            return None
     with db.transaction() as session:
         lock_chain(session)
+        if not _due(session, min_interval):
+            return None
         head = chain_head(session)
-        if head.seq == 0:
-            return None
-        latest = latest_checkpoint(session)
         now = utcnow()
-        if latest is not None and (
-            latest.seq >= head.seq or (min_interval is not None and now - latest.signed_at < min_interval)
-        ):
-            return None
         signer = AuditSigningKeys(session, vault).active()
         signature = signer.sign(checkpoint_message(origin, head.seq, head.hash, now))
         session.add(

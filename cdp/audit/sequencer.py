@@ -11,15 +11,14 @@ of processes may run it: they take turns, so the chain stays linear however many
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from cdp.audit.canonical import GENESIS_HASH, document_hash, entry_document
 from cdp.db import Database
-from cdp.db.models import AuditEntry, AuditSubject
+from cdp.db.models import AuditEntry, AuditSubject, table_of
 from cdp.db.types import utcnow
 
 CHAIN_LOCK_ID = 0x63647061756474  # "cdpaudt": the advisory lock that serializes sealing on PostgreSQL
@@ -43,7 +42,7 @@ def lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": CHAIN_LOCK_ID})
 
 
-def chain_head(session: Session) -> ChainHead:
+def chain_head(session: Session | Connection) -> ChainHead:
     row = session.execute(
         select(AuditEntry.seq, AuditEntry.hash)
         .where(AuditEntry.seq.is_not(None))
@@ -55,7 +54,8 @@ def chain_head(session: Session) -> ChainHead:
     return ChainHead(row.seq, row.hash)
 
 
-def document_of(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]:
+def document_of(entry: Any, seq: int, prev_hash: str) -> dict[str, Any]:
+    """The hashed document of ``entry`` (an :class:`AuditEntry` or a row of the same columns)."""
     return entry_document(
         seq=seq,
         prev_hash=prev_hash,
@@ -75,33 +75,67 @@ def document_of(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]:
     )
 
 
-def _seal_batch(session: Session, batch_size: int, now: datetime) -> tuple[int, ChainHead]:
-    lock_chain(session)
-    head = chain_head(session)
-    pending = (
-        session.execute(
-            select(AuditEntry)
+_PENDING_COLUMNS = (
+    *(AuditEntry.id, AuditEntry.recorded_at, AuditEntry.action, AuditEntry.outcome, AuditEntry.actor),
+    *(AuditEntry.actor_kind, AuditEntry.role, AuditEntry.department, AuditEntry.purpose),
+    *(AuditEntry.request_id, AuditEntry.subjects, AuditEntry.fields, AuditEntry.details),
+)
+_SEAL = (
+    update(table_of(AuditEntry))
+    .where(table_of(AuditEntry).c.id == bindparam("entry_id"), table_of(AuditEntry).c.seq.is_(None))
+    .values(
+        seq=bindparam("new_seq"),
+        prev_hash=bindparam("new_prev_hash"),
+        hash=bindparam("new_hash"),
+        sealed_at=bindparam("new_sealed_at"),
+    )
+)
+
+
+class _HeadMoved(Exception):
+    """Another sequencer sealed entries between our read and our lock: chain from the new head."""
+
+
+def _seal_batch(db: Database, batch_size: int) -> tuple[int, ChainHead]:
+    """Hash a batch outside any lock, then apply it under the chain lock only if the head is still the
+    one it was chained from. Readers and appenders never wait for the hashing; the lock is held for the
+    updates alone."""
+    with db.connect() as connection:
+        head = chain_head(connection)
+        pending = connection.execute(
+            select(*_PENDING_COLUMNS)
             .where(AuditEntry.seq.is_(None))
             .order_by(AuditEntry.recorded_at, AuditEntry.id)
             .limit(batch_size)
-        )
-        .scalars()
-        .all()
-    )
-    updates = []
+        ).all()
+    if not pending:
+        return 0, head
+    now = utcnow()
+    updates: list[dict[str, Any]] = []
     index: list[dict[str, Any]] = []
     seq, prev = head.seq, head.hash
     for entry in pending:
         seq += 1
         document = document_of(entry, seq, prev)
         digest = document_hash(document)
-        updates.append({"id": entry.id, "seq": seq, "prev_hash": prev, "hash": digest, "sealed_at": now})
+        updates.append(
+            {
+                "entry_id": entry.id,
+                "new_seq": seq,
+                "new_prev_hash": prev,
+                "new_hash": digest,
+                "new_sealed_at": now,
+            }
+        )
         index.extend({"entry_id": entry.id, "subject_id": subject} for subject in document["subjects"])
         prev = digest
-    if updates:
-        session.execute(update(AuditEntry), updates)
-    if index:
-        session.execute(insert(AuditSubject), index)
+    with db.transaction() as session:
+        lock_chain(session)
+        if chain_head(session) != head:
+            raise _HeadMoved
+        session.execute(_SEAL, updates)
+        if index:
+            session.execute(insert(AuditSubject), index)
     return len(updates), ChainHead(seq, prev)
 
 
@@ -110,8 +144,10 @@ def seal(db: Database, *, batch_size: int = 2000, max_batches: int | None = None
     total = 0
     batches = 0
     while True:
-        with db.transaction() as session:
-            sealed, head = _seal_batch(session, batch_size, utcnow())
+        try:
+            sealed, head = _seal_batch(db, batch_size)
+        except _HeadMoved:
+            continue
         total += sealed
         batches += 1
         if sealed < batch_size or (max_batches is not None and batches >= max_batches):

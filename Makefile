@@ -17,6 +17,7 @@ bench:
 	.venv/bin/python -m bench.ingest_throughput
 	.venv/bin/python -m bench.resolution
 	.venv/bin/python -m bench.http_reads
+	.venv/bin/python -m bench.audit
 
 venv:
 	bash scripts/venv.sh

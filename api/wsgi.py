@@ -1,7 +1,8 @@
 """WSGI entry point: ``gunicorn api.wsgi:app``.
 
 Each worker imports this module and opens its own platform (database pool and keyring), so no
-connection is ever shared across a fork, and starts its own background jobs (the audit sequencer; see
+connection is ever shared across a fork, records the field policy in force if the audit log does not
+name it yet (:mod:`cdp.access.activation`), and starts its own background jobs (the audit sequencer; see
 :mod:`cdp.jobs`). Do not combine with ``--preload`` without disposing the engine's pool and starting the
 jobs in a ``post_fork`` hook.
 """
@@ -10,7 +11,12 @@ from __future__ import annotations
 
 from api import create_app
 from api.context import EXTENSION_KEY
+from cdp.access.activation import record_policy_in_force
+from cdp.access.policy import FieldPolicy
+from cdp.audit import AuditActor, acting_as
 from cdp.jobs import start_background_jobs
 
 app = create_app()
+with acting_as(AuditActor.system("startup")):
+    record_policy_in_force(app.extensions[EXTENSION_KEY].db, FieldPolicy.default())
 scheduler = start_background_jobs(app.extensions[EXTENSION_KEY])

@@ -8,6 +8,8 @@ purpose is an error, an attribute a role does not list is denied, and every role
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,6 +96,8 @@ class FieldPolicy:
     version: int
     purposes: Mapping[str, Purpose]
     roles: Mapping[str, RolePolicy]
+    digest: str = ""
+    """SHA-256 of the policy's content (not its layout): which rules were in force, for the audit log."""
 
     @classmethod
     def default(cls) -> FieldPolicy:
@@ -139,7 +143,8 @@ class FieldPolicy:
             raise PolicyConfigError(
                 f"roles.{missing[0]}: every role needs a policy (an empty one denies everything)"
             )
-        return cls(version, purposes, roles)
+        content = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+        return cls(version, purposes, roles, hashlib.sha256(content.encode("utf-8")).hexdigest())
 
     def role(self, role: str) -> RolePolicy | None:
         return self.roles.get(role)

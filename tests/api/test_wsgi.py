@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from cdp.config import Settings
+from cdp.db.models import AuditEntry
 from cdp.platform import Platform
 
 
@@ -27,6 +29,9 @@ def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pyt
         response = wsgi.app.test_client().get("/readyz")
         assert response.status_code == 200
         assert wsgi.scheduler.get_job("audit-sequencer") is not None
+        with wsgi.app.extensions["cdp"].db.read() as session:
+            actions = session.execute(select(AuditEntry.action, AuditEntry.actor)).all()
+        assert ("policy.activate", "system:startup") in [tuple(row) for row in actions]
     finally:
         wsgi.scheduler.shutdown(wait=True)
         wsgi.app.extensions["cdp"].close()

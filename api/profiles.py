@@ -26,6 +26,7 @@ from api.oauth import Principal, current_principal, require_scope
 from api.smorest import Blueprint
 from cdp.access.gate import AccessDenied, AccessGate, Actor, UnknownPurpose
 from cdp.access.policy import PROFILE_FIELDS, FieldPolicy
+from cdp.consent.ledger import ConsentLedger
 from cdp.profiles.service import ProfileNotFound, ProfileService
 from cdp.sources.interactions import InvalidCursor
 
@@ -158,7 +159,8 @@ def _service() -> ProfileService:
     cached = current_app.extensions.get(_SERVICE_KEY)
     if isinstance(cached, ProfileService) and cached.db is platform.db and cached.vault is platform.vault:
         return cached
-    service = ProfileService(platform.db, platform.vault, AccessGate(FieldPolicy.default()))
+    gate = AccessGate(FieldPolicy.default(), ConsentLedger(platform.db))
+    service = ProfileService(platform.db, platform.vault, gate)
     current_app.extensions[_SERVICE_KEY] = service
     return service
 

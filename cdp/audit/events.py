@@ -76,6 +76,11 @@ ACTIONS: dict[str, str] = {
     "key.rotate": "Rotate key-encryption keys",
     "key.signing_rotate": "Rotate the token or checkpoint signing key",
     "policy.activate": "Start enforcing a field policy version",
+    # consent
+    "consent.record": "Record a consent event (grant, withdraw, expire)",
+    "consent.read": "Read a customer's consent state or history",
+    "consent.counts": "Read consent counts per purpose",
+    "consent.recompute": "A merge or split changed which consents hold for the customers involved",
     # the audit log itself
     "audit.search": "Search audit entries",
     "audit.report": "Read an access report",

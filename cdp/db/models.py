@@ -554,3 +554,45 @@ class AuditCheckpoint(Base):
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     key_id: Mapped[str] = mapped_column(ForeignKey("audit_signing_key.key_id"))
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class ConsentPurposeText(Base):
+    """Every version of every consent text a customer may have agreed to, kept for as long as events
+    refer to it: the catalog file holds only the current text."""
+
+    __tablename__ = "consent_purpose_text"
+
+    purpose: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lawful_basis: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentEvent(Base):
+    """A customer's say about one purpose on one channel, as it happened: append-only, never updated.
+
+    It belongs to the source record it arrived through (a sign-up, the record a customer signed in with,
+    the record staff acted on), so consent follows records through merges and splits and is never
+    carried to another person. The current state is derived from these events (:mod:`cdp.consent.ledger`)."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (Index("ix_consent_event_record_purpose", "record_id", "purpose"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source_record.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    """grant | withdraw | expire"""
+    purpose_version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    evidence_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the canonical request (purpose, channel, action, source, time, text hash, request id)."""
+    policy_version: Mapped[int] = mapped_column(Integer)
+    """Version of the purposes catalog in force."""
+    actor: Mapped[str] = mapped_column(String(200))

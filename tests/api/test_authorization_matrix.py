@@ -31,12 +31,16 @@ from cdp.access.masking import mask
 from cdp.access.policy import PROFILE_FIELDS, TIMELINE_FIELDS, FieldPolicy, Mode
 from cdp.access.roles import ROLE_SCOPES, SERVICE_ROLES
 from cdp.config import Settings
+from cdp.consent.catalog import ConsentCatalog
+from cdp.consent.ledger import ConsentLedger, entity_records
 from cdp.platform import Platform
 from cdp.profiles.service import ProfileService
 from cdp.vault.signing import ALG, SigningKeys
 from tests.profiles.fixtures import Customers, seed_customers
 
 POLICY = FieldPolicy.default()
+CATALOG = ConsentCatalog.default()
+JOHN_GRANTS = {"marketing_email"}
 DEPARTMENT = {"department_agent": "sales"}
 PUBLIC = {"/", "/healthz", "/readyz", "/openapi.json"}
 
@@ -57,6 +61,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp_path: Path = tmp_path_factory.mktemp("matrix")
     platform, _ = Platform.initialize(Settings(data_dir=tmp_path / "cdp"))
     customers = seed_customers(platform, tmp_path)
+    with platform.db.transaction() as session:  # John opted in to marketing email, nothing else
+        john_record = entity_records(session, customers.john)[0]
+        ConsentLedger(platform.db).record(
+            session, john_record, "marketing_email", "email", "grant", "web_form"
+        )
     app = create_app(platform=platform)
     client = app.test_client()
     tokens, client_ids = {}, {}
@@ -147,6 +156,16 @@ def test_each_role_reaches_exactly_the_endpoints_its_scopes_allow(world: World, 
             assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
+def consent_allows(purpose: str, field: str) -> bool:
+    """What John's consents allow for ``purpose``, from the catalog alone: he granted marketing_email;
+    purposes on legitimate interest hold (he never objected); ungoverned read purposes are not limited."""
+    governing = CATALOG.governing(purpose)
+    if not governing:
+        return True
+    holding = [c for c in governing if not c.needs_grant or c.name in JOHN_GRANTS]
+    return any(field in c.attributes for c in holding)
+
+
 def _truth(world: World) -> dict[str, Any]:
     """John's profile with nothing hidden (the DPO answering an access request), to compare against."""
     service = ProfileService(world.platform.db, world.platform.vault, AccessGate(POLICY))
@@ -175,6 +194,10 @@ def test_profile_fields_are_exactly_what_the_policy_allows(world: World, role: s
         if field in TIMELINE_FIELDS:
             continue
         decision = POLICY.decide(role, purpose, field)
+        if decision.disclosed and not consent_allows(purpose, field):
+            assert field not in attributes, (role, purpose, field)
+            assert redactions[field]["mode"] == "omitted" and redactions[field]["reason"] == "consent"
+            continue
         if decision.mode is Mode.CLEAR:
             assert field not in redactions
             if field in truth:
@@ -203,14 +226,16 @@ def test_timeline_fields_are_exactly_what_the_policy_allows(world: World, role: 
         headers={"Authorization": f"Bearer {world.tokens[role]}"},
     )
     history = POLICY.decide(role, purpose, "interactions")
-    if purpose not in POLICY.roles[role].purposes or not history.disclosed:
+    allowed = history.disclosed and consent_allows(purpose, "interactions")
+    if purpose not in POLICY.roles[role].purposes or not allowed:
         assert response.status_code == 403, response.get_json()
         return
     assert response.status_code == 200, response.get_json()
     items = response.get_json()["items"]
     assert items and all(item["department"] for item in items)
     content = POLICY.decide(role, purpose, "interaction_content")
-    assert all(("content" in item) == content.disclosed for item in items), (role, purpose)
+    shown = content.disclosed and consent_allows(purpose, "interaction_content")
+    assert all(("content" in item) == shown for item in items), (role, purpose)
 
 
 def _signed(world: World, *, role: str, scope: str, client_role: str = "support_agent") -> str:
@@ -285,3 +310,22 @@ def test_customer_id_must_be_a_uuid_and_purpose_is_required(world: World) -> Non
     assert unknown.status_code == 400 and "unknown purpose" in unknown.get_json()["detail"]
     missing = world.client.get(f"/v1/customers/{uuid.uuid4()}?purpose=support", headers=headers)
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "role", sorted(r for r in SERVICE_ROLES if "marketing" in getattr(POLICY.roles.get(r), "purposes", ()))
+)
+def test_without_consent_a_marketing_read_discloses_nothing_consent_governs(world: World, role: str) -> None:
+    response = world.client.get(
+        f"/v1/customers/{world.customers.ana}?purpose=marketing",
+        headers={"Authorization": f"Bearer {world.tokens[role]}"},
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    redactions = {r["field"]: r for r in body["redactions"]}
+    governed = {field for c in CATALOG.governing("marketing") for field in c.attributes}
+    for field in PROFILE_FIELDS:
+        if POLICY.decide(role, "marketing", field).disclosed and field in governed:
+            assert field not in body["attributes"], field
+            assert redactions[field]["reason"] == "consent"
+            assert "no current consent for marketing_email, marketing_phone" in redactions[field]["rule"]

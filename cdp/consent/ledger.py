@@ -367,8 +367,8 @@ class ConsentLedger:
         moment = now or utcnow()
         with self.db.connect() as connection:
             rows = connection.execute(
-                select(EntityMember.entity_id, ConsentEvent).join(
-                    EntityMember, EntityMember.record_id == ConsentEvent.record_id
+                select(EntityMember.entity_id.label("entity_id"), _EVENTS).join(
+                    EntityMember, EntityMember.record_id == _EVENTS.c.record_id
                 )
             ).all()
             customers = connection.execute(
@@ -376,7 +376,7 @@ class ConsentLedger:
             ).scalar_one()
         by_entity: dict[uuid.UUID, list[RecordedEvent]] = {}
         for row in rows:
-            by_entity.setdefault(row[0], []).append(_row_event(row[1]))
+            by_entity.setdefault(row.entity_id, []).append(_row_event(row))
         out = {
             name: {"holds": 0, "granted": 0, "withdrawn": 0, "expired": 0} for name in self.catalog.purposes
         }

@@ -35,10 +35,13 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from cdp.audit import AuditEvent, record
+from cdp.consent.catalog import ConsentCatalog
+from cdp.consent.ledger import RecordedEvent, derive
 from cdp.db import Database
 from cdp.db.models import (
     CANONICAL_FIELDS,
     BlindIndexEntry,
+    ConsentEvent,
     Entity,
     EntityMember,
     MatchDecision,
@@ -767,11 +770,13 @@ class IdentityService:
         records = [record_a, record_b]
         with self.db.transaction() as session:
             before = self._entities_of(session, records)
+            consent_before = _consent_by_entity(session, set(before.values()))
             self._decide(session, [(record_a, record_b)], "merge", actor, reason)
             self._recluster(session, set(records))
             after = self._entities_of(session, records)
             entity = after[record_a]
             self._audit_decision(session, "identity.merge", records, before, after, reason)
+            _audit_consent_change(session, consent_before, set(after.values()))
         return entity
 
     def split(
@@ -784,6 +789,7 @@ class IdentityService:
             if not moving or not moving < set(members):
                 raise IdentityError("split needs some, but not all, records of the entity")
             staying = [m for m in members if m not in moving]
+            consent_before = _consent_by_entity(session, {entity_id})
             pairs = [(a, b) for a in sorted(moving, key=str) for b in staying]
             self._decide(session, pairs, "split", actor, reason)
             # Any merge decision between the two sides was replaced by a split decision just now.
@@ -798,6 +804,7 @@ class IdentityService:
                 reason,
                 moved=len(moving),
             )
+            _audit_consent_change(session, consent_before, set(after.values()))
         return sorted(set(after.values()), key=str)
 
     def _entities_of(self, session: Session, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
@@ -883,3 +890,85 @@ class IdentityService:
                 Decision(d.record_a, d.record_b, d.kind, d.actor, d.reason, d.created_at)
                 for d in session.execute(select(MatchDecision).order_by(MatchDecision.created_at)).scalars()
             ]
+
+
+_ConsentSnapshot = dict[uuid.UUID, tuple[set[uuid.UUID], list[RecordedEvent]]]
+"""entity -> (its member records, their consent events)"""
+
+
+def _consent_by_entity(session: Session, entity_ids: set[uuid.UUID]) -> _ConsentSnapshot:
+    """Members and consent events of ``entity_ids`` in one query (an outer join: entities without events
+    cost nothing more)."""
+    out: _ConsentSnapshot = {}
+    if not entity_ids:
+        return out
+    for chunk in _chunks(sorted(entity_ids, key=str)):
+        rows = session.execute(
+            select(EntityMember.entity_id, EntityMember.record_id, ConsentEvent)
+            .outerjoin(ConsentEvent, ConsentEvent.record_id == EntityMember.record_id)
+            .where(EntityMember.entity_id.in_(chunk))
+        ).all()
+        for entity_id, record_id, event in rows:
+            records, found = out.setdefault(entity_id, (set(), []))
+            records.add(record_id)
+            if event is not None:
+                found.append(_recorded(event))
+    return out
+
+
+def _recorded(row: ConsentEvent) -> RecordedEvent:
+    return RecordedEvent(
+        row.id,
+        row.record_id,
+        row.purpose,
+        row.channel,
+        row.action,
+        row.purpose_version,
+        row.source,
+        row.occurred_at,
+        row.recorded_at,
+        row.expires_at,
+        row.actor,
+    )
+
+
+def _audit_consent_change(session: Session, before: _ConsentSnapshot, after_ids: set[uuid.UUID]) -> None:
+    """Consent state follows membership by itself (it is derived from member records' events); what a
+    manual merge or split must add is the audit of whose consent it changed, in the same transaction.
+    Nothing is recorded, and no further query runs, when none of the records involved has an event."""
+    if not any(found for _, found in before.values()):
+        return
+    after = _consent_by_entity(session, after_ids)
+    catalog = ConsentCatalog.default()
+    now = utcnow()
+    holds_before = {
+        record_id: {name: state.holds for name, state in derive(catalog, found, now).items()}
+        for records, found in before.values()
+        for record_id in records
+    }
+    changed: dict[str, dict[str, list[bool]]] = {}
+    subjects: set[str] = {str(entity_id) for entity_id in before}
+    for entity_id, (records, found) in after.items():
+        subjects.add(str(entity_id))
+        subjects.update(str(record_id) for record_id in records)
+        states = derive(catalog, found, now)
+        for name, state in states.items():
+            # Every member had the same "before" state when they shared an entity; a member that was in
+            # none of the entities before is compared with the state of no events.
+            previous = {
+                holds_before.get(record_id, {}).get(name, _silent(catalog, name)) for record_id in records
+            }
+            if previous != {state.holds}:
+                changed.setdefault(str(entity_id), {})[name] = [not state.holds, state.holds]
+    for records, _ in before.values():
+        subjects.update(str(record_id) for record_id in records)
+    if changed:
+        record(
+            session,
+            AuditEvent("consent.recompute", subjects=tuple(sorted(subjects)), details={"changed": changed}),
+        )
+
+
+def _silent(catalog: ConsentCatalog, purpose: str) -> bool:
+    found = catalog.purpose(purpose)
+    return found is not None and not found.needs_grant

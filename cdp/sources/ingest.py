@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,14 +35,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cdp.audit import AuditEvent, record
+from cdp.audit.context import current_scope
+from cdp.consent.ledger import ConsentLedger
 from cdp.db import Database
-from cdp.db.models import IngestRun, Interaction, Source, SourceRecord
+from cdp.db.models import ConsentEvent, IngestRun, Interaction, Source, SourceRecord
 from cdp.db.types import utcnow
 from cdp.errors import CdpError
 from cdp.identity.service import IdentityService
 from cdp.sources.interactions import InteractionRepository, NewInteraction
 from cdp.sources.mapping import SourceMapping
-from cdp.sources.prepare import Rejected, prepare_interaction, prepare_record
+from cdp.sources.prepare import Rejected, parse_datetime, prepare_interaction, prepare_record, safe_column
 from cdp.sources.quarantine import QuarantineRepository, Rejection
 from cdp.sources.readers import RawRow, read_rows
 from cdp.sources.records import NewRecord, RecordRepository, SourceNotFound
@@ -153,6 +155,55 @@ def _prepare(
     return prepared
 
 
+_GRANT = frozenset({"true", "yes", "1", "y"})
+_WITHDRAW = frozenset({"false", "no", "0", "n"})
+
+
+@dataclass(frozen=True)
+class _Say:
+    """What one row says about one consent purpose on one channel."""
+
+    purpose: str
+    channel: str
+    action: str
+    at: datetime | None
+
+
+def _consent_says(values: dict[str, Any], mapping: SourceMapping, now: datetime) -> list[_Say]:
+    """The row's consent columns as grant/withdraw; an unreadable value rejects the row rather than
+    guessing what the customer meant."""
+    says: list[_Say] = []
+    for column in mapping.consent:
+        raw = values.get(column.column)
+        text = str(raw).strip().lower() if raw is not None else ""
+        if isinstance(raw, bool):
+            text = "true" if raw else "false"
+        if not text:
+            continue
+        if text in _GRANT:
+            action = "grant"
+        elif text in _WITHDRAW:
+            action = "withdraw"
+        else:
+            raise Rejected(
+                "invalid_consent",
+                f"column {safe_column(column.column)} must be true/yes/1/y, false/no/0/n or empty",
+            )
+        at = None
+        when = values.get(column.at) if column.at else None
+        if column.at and when is not None and str(when).strip():
+            try:
+                at = parse_datetime(str(when).strip(), mapping.datetime_formats, column.at)
+            except Rejected:
+                raise Rejected(
+                    "invalid_consent", f"column {safe_column(column.at)} matches no declared datetime format"
+                ) from None
+            if at > now:
+                raise Rejected("invalid_consent", f"column {safe_column(column.at)} is in the future")
+        says.append(_Say(column.purpose, column.channel, action, at))
+    return says
+
+
 class IngestService:
     def __init__(
         self,
@@ -172,6 +223,7 @@ class IngestService:
         self.chunk_size = chunk_size
         self.today = today
         self.resolver: IdentityService | None = IdentityService(db, vault) if resolve else None
+        self._ledger: ConsentLedger | None = None
 
     # -- sources -------------------------------------------------------------------------------------
 
@@ -439,13 +491,23 @@ class IngestService:
     ) -> list[uuid.UUID]:
         """Insert or update the rows' records; returns the ids of those inserted or updated."""
         today = self.today or date.today()
-        prepared = [p for _, p in _prepare(rows, lambda v: prepare_record(v, mapping, today=today), rejected)]
+        now = utcnow()
+        prepared = [
+            p
+            for _, p in _prepare(
+                rows,
+                lambda v: (prepare_record(v, mapping, today=today), _consent_says(v, mapping, now)),
+                rejected,
+            )
+        ]
         repo = RecordRepository(session, self.vault)
         changed: list[uuid.UUID] = []
-        for batch in _rounds(prepared, key=lambda p: p.record.source_record_id):
-            existing = repo.existing(source_id, [p.record.source_record_id for p in batch])
+        says: list[tuple[uuid.UUID, list[_Say]]] = []
+        for batch in _rounds(prepared, key=lambda p: p[0].record.source_record_id):
+            existing = repo.existing(source_id, [p[0].record.source_record_id for p in batch])
             new: list[NewRecord] = []
-            for item in batch:
+            new_says: list[list[_Say]] = []
+            for item, said in batch:
                 fingerprint = self.vault.blind.fingerprint("record_fingerprint", item.content)
                 record = NewRecord(
                     item.record, item.lookup_keys, item.normalized, item.last_activity_at, fingerprint
@@ -453,17 +515,69 @@ class IngestService:
                 found = existing.get(item.record.source_record_id)
                 if found is None:
                     new.append(record)
-                elif found.fingerprint == fingerprint:
+                    new_says.append(said)
+                    continue
+                if found.fingerprint == fingerprint:
                     counts["unchanged"] += 1
                 else:
                     repo.update(found, record)
                     changed.append(found.id)
                     counts["updated"] += 1
-            changed += repo.insert(source_id, new)
+                says.append((found.id, said))
+            inserted = repo.insert(source_id, new)
+            changed += inserted
+            says += zip(inserted, new_says, strict=True)
             counts["inserted"] += len(new)
         if self.resolver is not None:
             self.resolver.resolve_records(session, changed)
+        if mapping.consent:
+            self._record_consent(session, says)
         return changed
+
+    def _record_consent(self, session: Session, says: list[tuple[uuid.UUID, list[_Say]]]) -> None:
+        """Append an ``import`` consent event wherever a row's say differs from the last one the import
+        recorded for that record, purpose and channel: re-ingesting a file adds nothing, and a changed
+        opt-in adds exactly one event."""
+        wanted = sorted({record_id for record_id, said in says if said}, key=str)
+        if not wanted:
+            return
+        last: dict[tuple[uuid.UUID, str, str], str] = {}
+        for start in range(0, len(wanted), 500):
+            rows = session.execute(
+                select(
+                    ConsentEvent.record_id, ConsentEvent.purpose, ConsentEvent.channel, ConsentEvent.action
+                )
+                .where(
+                    ConsentEvent.source == "import", ConsentEvent.record_id.in_(wanted[start : start + 500])
+                )
+                .order_by(ConsentEvent.recorded_at)
+            ).all()
+            for row in rows:
+                last[(row.record_id, row.purpose, row.channel)] = row.action
+        scope = current_scope()
+        actor = scope.actor.principal if scope is not None else "system:ingest"
+        ledger = self._consent_ledger()
+        for record_id, said in says:
+            for say in said:
+                key = (record_id, say.purpose, say.channel)
+                if last.get(key) == say.action:
+                    continue
+                ledger.record(
+                    session,
+                    record_id,
+                    say.purpose,
+                    say.channel,
+                    say.action,
+                    "import",
+                    occurred_at=say.at,
+                    actor=actor,
+                )
+                last[key] = say.action
+
+    def _consent_ledger(self) -> ConsentLedger:
+        if self._ledger is None:
+            self._ledger = ConsentLedger(self.db)
+        return self._ledger
 
     def _interactions(
         self,

@@ -21,6 +21,11 @@ code. Example::
     [records.attributes]                # column -> name inside the encrypted free-form attributes
     Segment = "segment"
 
+    [records.consent.marketing_email]   # optional: a column carrying the customer's say for a purpose
+    column = "OptIn"                    # true/yes/1/y grant, false/no/0/n withdraw, empty: no event
+    channel = "email"
+    at = "OptInAt"                      # optional: when (datetime_formats); otherwise the ingest time
+
     [interactions]                      # optional: the same source's contact history
     ignore = []
     [interactions.fields]
@@ -40,10 +45,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cdp.consent.catalog import ConsentCatalog
 from cdp.db.models import CANONICAL_FIELDS
 from cdp.errors import CdpError
 
@@ -93,6 +99,17 @@ class SectionMapping:
 
 
 @dataclass(frozen=True)
+class ConsentColumn:
+    """A records column that carries the customer's say about one consent purpose on one channel."""
+
+    purpose: str
+    channel: str
+    column: str
+    at: str | None = None
+    """Column with when the customer said it; without one, the ingest time is used."""
+
+
+@dataclass(frozen=True)
 class SourceMapping:
     name: str
     line_of_business: str
@@ -105,6 +122,7 @@ class SourceMapping:
     csv_delimiter: str = ","
     email_plus_addressing: str = "keep"
     description: str = ""
+    consent: tuple[ConsentColumn, ...] = ()
 
     @classmethod
     def from_toml(cls, text: str, *, origin: str = "mapping") -> SourceMapping:
@@ -158,7 +176,18 @@ class SourceMapping:
             not isinstance(country, str) or len(country) != 2 or not country.isalpha()
         ):
             raise MappingError(f"{origin}: default_country must be an ISO 3166 alpha-2 code")
-        records = _section(document.get("records"), "records", RECORD_TARGETS, origin)
+        raw_records = document.get("records")
+        consent: tuple[ConsentColumn, ...] = ()
+        if isinstance(raw_records, dict) and "consent" in raw_records:
+            consent = _consent(raw_records["consent"], origin)
+            raw_records = {k: v for k, v in raw_records.items() if k != "consent"}
+        records = _section(raw_records, "records", RECORD_TARGETS, origin)
+        if consent:
+            # Consent columns are read by ingestion, not stored as attributes: the row must not be
+            # quarantined as carrying an unmapped column.
+            known = set(records.fields) | set(records.attributes) | records.ignore
+            extra = {c.column for c in consent} | {c.at for c in consent if c.at}
+            records = replace(records, ignore=records.ignore | frozenset(extra - known))
         if records.column_for("source_record_id") is None:
             raise MappingError(f"{origin}: [records.fields] must map a column to source_record_id")
         interactions = None
@@ -181,6 +210,7 @@ class SourceMapping:
             encoding=encoding,
             csv_delimiter=delimiter,
             email_plus_addressing=plus,
+            consent=consent,
         )
 
 
@@ -258,3 +288,34 @@ def _check_vocabulary(section: SectionMapping, target: str, allowed: tuple[str, 
         raise MappingError(
             f"{origin} [interactions]: {target} must be one of {', '.join(allowed)}; got {bad}"
         )
+
+
+def _consent(raw: Any, origin: str) -> tuple[ConsentColumn, ...]:
+    """``[records.consent.<purpose>]`` tables, checked against the consent catalog so a typo cannot
+    silently drop customers' opt-ins."""
+    where = f"{origin} [records.consent]"
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where} must be a table of purposes")
+    catalog = ConsentCatalog.default()
+    out: list[ConsentColumn] = []
+    for purpose, table in raw.items():
+        key = f"{origin} [records.consent.{purpose}]"
+        found = catalog.purpose(purpose)
+        if found is None:
+            raise MappingError(
+                f"{key}: unknown consent purpose; purposes: {', '.join(sorted(catalog.purposes))}"
+            )
+        if not isinstance(table, dict):
+            raise MappingError(f"{key} must be a table")
+        _no_unknown(table, {"column", "channel", "at"}, key)
+        column = table.get("column")
+        if not isinstance(column, str) or not column:
+            raise MappingError(f"{key}.column must be a non-empty string")
+        channel = table.get("channel")
+        if not isinstance(channel, str) or channel not in found.channels:
+            raise MappingError(f"{key}.channel must be one of {', '.join(found.channels)}")
+        at = table.get("at")
+        if at is not None and (not isinstance(at, str) or not at):
+            raise MappingError(f"{key}.at must be a non-empty string")
+        out.append(ConsentColumn(purpose, channel, column, at))
+    return tuple(out)

@@ -12,6 +12,7 @@ from flask import Flask
 from api.audit import blp as audit_blp
 from api.audit import self_blp as audit_self_blp
 from api.config import ApiConfig
+from api.consent import blp as consent_blp
 from api.context import EXTENSION_KEY
 from api.health import blp as health_blp
 from api.hooks import register_hooks
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(profiles_blp)
     api.register_blueprint(audit_blp)
     api.register_blueprint(audit_self_blp)
+    api.register_blueprint(consent_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

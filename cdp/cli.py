@@ -1104,13 +1104,15 @@ def identity_show(state: _State, entity: str, reveal: bool) -> None:
     )
 
 
-def _register_audit_group() -> None:
-    from cdp.cli_audit import audit  # imports cdp.cli helpers lazily: no cycle at import time
+def _register_groups() -> None:
+    from cdp.cli_audit import audit  # these import cdp.cli helpers lazily: no cycle at import time
+    from cdp.cli_consent import consent
 
     cli.add_command(audit)
+    cli.add_command(consent)
 
 
-_register_audit_group()
+_register_groups()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,7 +99,7 @@ def _customer_token(platform: Platform, record_id: uuid.UUID) -> str:
             family_id=family_id,
             client_id=app_client.client_id,
             principal=f"customer:{record_id}",
-            scope="self:read",
+            scope="self:read self:write",
             ttl_seconds=600,
         )
         material = SigningKeys(session, platform.vault).active()
@@ -112,7 +112,7 @@ def _customer_token(platform: Platform, record_id: uuid.UUID) -> str:
         "iat": now,
         "exp": now + 300,
         "jti": secrets.token_urlsafe(16),
-        "scope": "self:read",
+        "scope": "self:read self:write",
         "roles": ["customer"],
         "sid": str(family_id),
     }
@@ -268,6 +268,40 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/v1/me/access-log"): Case(
         _get(lambda w: "/v1/me/access-log"), [("audit.transparency", "success")], "customer", "self:read"
+    ),
+    # consent
+    ("GET", "/v1/consent/purposes"): Case(
+        _get(lambda w: "/v1/consent/purposes"), [("consent.read", "success")], "dpo", "consent:manage"
+    ),
+    ("POST", "/v1/customers/{customer_id}/consents"): Case(
+        _post_json(
+            lambda w: f"/v1/customers/{_customer_id(w)}/consents",
+            lambda w: {"purpose": "marketing_email", "channel": "email", "action": "grant"},
+        ),
+        [("consent.record", "success")],
+        "dpo",
+        "consent:manage",
+    ),
+    ("GET", "/v1/customers/{customer_id}/consents"): Case(
+        _get(lambda w: f"/v1/customers/{_customer_id(w)}/consents"),
+        [("consent.read", "success")],
+        "dpo",
+        "consent:manage",
+    ),
+    ("GET", "/v1/consents/counts"): Case(
+        _get(lambda w: "/v1/consents/counts"), [("consent.counts", "success")], "dpo", "consent:manage"
+    ),
+    ("GET", "/v1/me/consents"): Case(
+        _get(lambda w: "/v1/me/consents"), [("consent.read", "success")], "customer", "self:read"
+    ),
+    ("POST", "/v1/me/consents"): Case(
+        _post_json(
+            lambda w: "/v1/me/consents",
+            lambda w: {"purpose": "marketing_email", "channel": "email", "action": "grant"},
+        ),
+        [("consent.record", "success")],
+        "customer",
+        "self:write",
     ),
     # ingestion
     ("POST", "/v1/sources/{source}/records"): Case(

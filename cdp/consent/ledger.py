@@ -64,6 +64,7 @@ class Status(StrEnum):
 
 _ACTION_RANK = {ConsentAction.GRANT.value: 0, ConsentAction.EXPIRE.value: 1, ConsentAction.WITHDRAW.value: 2}
 _EVENTS = table_of(ConsentEvent)
+_TEXTS_SYNCED = "cdp_consent_texts_synced"
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,9 @@ class ConsentLedger:
             raise InvalidConsent("expires_at applies to a grant and must be after occurred_at")
         if session.get(SourceRecord, record_id) is None:
             raise UnknownSubject("no such record")
-        self.sync_texts(session)
+        if not session.info.get(_TEXTS_SYNCED):  # once per unit of work (an ingest chunk records many)
+            self.sync_texts(session)
+            session.info[_TEXTS_SYNCED] = True
         scope = current_scope()
         request_id = scope.request_id if scope is not None else None
         evidence = canonical_json(

@@ -180,7 +180,17 @@ def _consent_says(values: dict[str, Any], mapping: SourceMapping, now: datetime)
             text = "true" if raw else "false"
         if not text:
             continue
-        if text in _GRANT:
+        if column.values:
+            vocabulary = dict(column.values)
+            if text not in vocabulary:
+                raise Rejected(
+                    "invalid_consent",
+                    f"column {safe_column(column.column)} must be one of {', '.join(vocabulary)} or empty",
+                )
+            if vocabulary[text] == "none":
+                continue
+            action = vocabulary[text]
+        elif text in _GRANT:
             action = "grant"
         elif text in _WITHDRAW:
             action = "withdraw"

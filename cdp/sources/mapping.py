@@ -25,6 +25,7 @@ code. Example::
     column = "OptIn"                    # true/yes/1/y grant, false/no/0/n withdraw, empty: no event
     channel = "email"
     at = "OptInAt"                      # optional: when (datetime_formats); otherwise the ingest time
+    # values = { subscribed = "grant", unsubscribed = "withdraw", bounced = "none" }   # optional vocabulary
 
     [interactions]                      # optional: the same source's contact history
     ignore = []
@@ -107,6 +108,9 @@ class ConsentColumn:
     column: str
     at: str | None = None
     """Column with when the customer said it; without one, the ingest time is used."""
+    values: tuple[tuple[str, str], ...] = ()
+    """The source's own vocabulary (lower-cased) → ``grant`` | ``withdraw`` | ``none``; replaces the
+    yes/no defaults when given, and any other value quarantines the row."""
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,7 @@ def _consent(raw: Any, origin: str) -> tuple[ConsentColumn, ...]:
             )
         if not isinstance(table, dict):
             raise MappingError(f"{key} must be a table")
-        _no_unknown(table, {"column", "channel", "at"}, key)
+        _no_unknown(table, {"column", "channel", "at", "values"}, key)
         column = table.get("column")
         if not isinstance(column, str) or not column:
             raise MappingError(f"{key}.column must be a non-empty string")
@@ -317,5 +321,11 @@ def _consent(raw: Any, origin: str) -> tuple[ConsentColumn, ...]:
         at = table.get("at")
         if at is not None and (not isinstance(at, str) or not at):
             raise MappingError(f"{key}.at must be a non-empty string")
-        out.append(ConsentColumn(purpose, channel, column, at))
+        values = table.get("values", {})
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and k.strip() and v in ("grant", "withdraw", "none") for k, v in values.items()
+        ):
+            raise MappingError(f'{key}.values maps source values to "grant", "withdraw" or "none"')
+        vocabulary = tuple(sorted((k.strip().lower(), v) for k, v in values.items()))
+        out.append(ConsentColumn(purpose, channel, column, at, vocabulary))
     return tuple(out)

@@ -176,3 +176,56 @@ def test_consent_columns_are_not_unknown_columns() -> None:
         ("marketing_email", "email", "OptIn", "OptInAt"),
         ("marketing_phone", "sms", "SmsOk", None),
     ]
+
+
+VOCABULARY_MAPPING = """
+name = "newsletter-like"
+line_of_business = "marketing"
+[records.fields]
+Id = "source_record_id"
+Email = "email"
+[records.attributes]
+Status = "subscription_status"
+[records.consent.marketing_email]
+column = "Status"
+channel = "email"
+values = { Subscribed = "grant", unsubscribed = "withdraw", bounced = "none" }
+"""
+
+
+def test_a_source_vocabulary_maps_its_own_values_and_quarantines_others(
+    platform: Platform, tmp_path: Path
+) -> None:
+    ingest = IngestService(platform.db, platform.vault)
+    ingest.register_source(VOCABULARY_MAPPING)
+    path = tmp_path / "subscribers.csv"
+    path.write_text(
+        "Id,Email,Status\n"
+        "N-1,ann@example.com,subscribed\n"
+        "N-2,bob@example.com,UNSUBSCRIBED\n"
+        "N-3,cat@example.com,bounced\n"
+        "N-4,dan@example.com,maybe\n",
+        encoding="utf-8",
+    )
+    summary = ingest.ingest_file("newsletter-like", path)
+    assert summary.rejected == 1 and dict(summary.reasons) == {"invalid_consent": 1}
+    assert "maybe" not in json.dumps(summary.rejections)
+    assert sorted((e.action, e.source) for e in _events(platform)) == [
+        ("grant", "import"),
+        ("withdraw", "import"),
+    ]
+
+
+def test_a_vocabulary_with_an_unknown_action_is_refused_at_load() -> None:
+    with pytest.raises(MappingError, match="values"):
+        SourceMapping.from_toml(VOCABULARY_MAPPING.replace('bounced = "none"', 'bounced = "maybe"'))
+
+
+def test_the_demo_newsletter_mapping_carries_subscription_status_as_consent() -> None:
+    from importlib import resources
+
+    text = resources.files("cdp.demo").joinpath("mappings/newsletter.toml").read_text(encoding="utf-8")
+    mapping = SourceMapping.from_toml(text)
+    assert [(c.purpose, c.channel, c.column) for c in mapping.consent] == [
+        ("marketing_email", "email", "status")
+    ]

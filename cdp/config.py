@@ -45,6 +45,10 @@ class Settings:
     """Lifetime of a customer's emailed one-time sign-in code."""
     login_code_max_attempts: int = 5
     sqlite_busy_timeout_ms: int = 10_000
+    sqlite_cache_mib: int = 32
+    """SQLite page cache per connection (SQLite's default is 2 MB)."""
+    sqlite_mmap_mib: int = 1024
+    """SQLite memory-mapped I/O window (address space, shared with the OS page cache; 0 turns it off)."""
     audit_seal_interval_ms: int = 500
     """How often each server worker's sequencer links pending audit entries into the chain."""
     audit_checkpoint_interval_seconds: int = 300
@@ -87,6 +91,10 @@ class Settings:
             raise ConfigurationError(
                 "audit_retention_days must be between 365 and 36500: the audit log outlives the data"
             )
+        if not 2 <= self.sqlite_cache_mib <= 4096:
+            raise ConfigurationError("sqlite_cache_mib must be between 2 and 4096")
+        if not 0 <= self.sqlite_mmap_mib <= 65536:
+            raise ConfigurationError("sqlite_mmap_mib must be between 0 and 65536")
         if self.rotation_batch_size < 1:
             raise ConfigurationError("rotation_batch_size must be at least 1")
 
@@ -124,6 +132,8 @@ _ENV_NAMES = {
     "CDP_LOGIN_CODE_TTL_SECONDS": "login_code_ttl_seconds",
     "CDP_LOGIN_CODE_MAX_ATTEMPTS": "login_code_max_attempts",
     "CDP_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
+    "CDP_SQLITE_CACHE_MIB": "sqlite_cache_mib",
+    "CDP_SQLITE_MMAP_MIB": "sqlite_mmap_mib",
     "CDP_AUDIT_SEAL_INTERVAL_MS": "audit_seal_interval_ms",
     "CDP_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "audit_checkpoint_interval_seconds",
     "CDP_AUDIT_RETENTION_DAYS": "audit_retention_days",

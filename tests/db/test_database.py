@@ -69,6 +69,15 @@ def test_sqlite_busy_timeout_is_the_configured_one(tmp_path: Path) -> None:
         db.dispose()
 
 
+def test_sqlite_page_cache_and_memory_map_are_the_configured_ones(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", sqlite_cache_mib=48, sqlite_mmap_mib=256)
+    try:
+        assert _pragma(db, "cache_size") == -48 * 1024
+        assert _pragma(db, "mmap_size") == 256 * 1024 * 1024
+    finally:
+        db.dispose()
+
+
 def test_sqlite_secure_delete_is_on(sqlite_db: Database) -> None:
     assert _pragma(sqlite_db, "secure_delete") == 1
 

@@ -80,6 +80,31 @@ def prepare_only(data_dir: str) -> float:
     return time.perf_counter() - started
 
 
+class _Meter:
+    """Prints the running and the recent rate every ``every`` rows, so a long run shows how the rate
+    holds up as the tables grow (and a run stopped early still leaves its figures)."""
+
+    def __init__(self, what: str, started: float, every: int = 100_000) -> None:
+        self.what, self.started, self.every = what, started, every
+        self.done = 0
+        self.mark = (0, started)
+
+    def __call__(self, rows: int) -> None:
+        before = self.done
+        self.done += rows
+        if self.done // self.every == before // self.every:
+            return
+        now = time.perf_counter()
+        recent = (self.done - self.mark[0]) / max(now - self.mark[1], 1e-9)
+        overall = self.done / max(now - self.started, 1e-9)
+        print(
+            f"  {self.what}: {self.done:,} in {now - self.started:,.0f} s — {overall:,.0f}/s overall, "
+            f"{recent:,.0f}/s over the last {self.done - self.mark[0]:,}",
+            flush=True,
+        )
+        self.mark = (self.done, now)
+
+
 def run(backend: str, people: int, data_dir: str) -> Result:
     generated_dir = Path(data_dir)
     with temp_platform(backend, "ingest") as bench:
@@ -91,14 +116,16 @@ def run(backend: str, people: int, data_dir: str) -> Result:
         interaction_files = {source: generated_dir / name for source, name in INTERACTION_FILES.items()}
         records = rejected = interactions = 0
         started = time.perf_counter()
+        meter = _Meter("records", started)
         for source, path in record_files.items():
-            summary = service.ingest_file(source, path)
+            summary = service.ingest_file(source, path, progress=meter)
             records += summary.rows
             rejected += summary.rejected
         record_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        meter = _Meter("interactions", started)
         for source, path in interaction_files.items():
-            summary = service.ingest_file(source, path, kind="interactions")
+            summary = service.ingest_file(source, path, kind="interactions", progress=meter)
             interactions += summary.rows
             rejected += summary.rejected
         interaction_seconds = time.perf_counter() - started

@@ -40,7 +40,7 @@ from cdp.consent.ledger import (
     UnknownSubject,
     entity_records,
 )
-from cdp.db.models import EntityMember, SourceRecord
+from cdp.db.models import EntityMember
 from cdp.db.types import utcnow
 
 blp = Blueprint(
@@ -275,14 +275,7 @@ def _ledger_problems() -> Iterator[None]:
 
 def _members(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
     """The customer's member records, most recently updated first; 404 when there is no such customer."""
-    members = list(
-        session.execute(
-            select(SourceRecord.id)
-            .join(EntityMember, EntityMember.record_id == SourceRecord.id)
-            .where(EntityMember.entity_id == customer_id)
-            .order_by(SourceRecord.updated_at.desc(), SourceRecord.id)
-        ).scalars()
-    )
+    members = entity_records(session, customer_id)
     if not members:
         raise _not_found()
     return members

@@ -78,19 +78,10 @@ def _time(value: str | None, what: str) -> datetime | None:
 
 def _members(platform: Platform, customer_id: uuid.UUID) -> list[uuid.UUID]:
     """The customer's records, most recently updated first; refuses an unknown customer."""
-    from sqlalchemy import select
-
-    from cdp.db.models import EntityMember, SourceRecord
+    from cdp.consent.ledger import entity_records
 
     with platform.db.read() as session:
-        members = list(
-            session.execute(
-                select(SourceRecord.id)
-                .join(EntityMember, EntityMember.record_id == SourceRecord.id)
-                .where(EntityMember.entity_id == customer_id)
-                .order_by(SourceRecord.updated_at.desc(), SourceRecord.id)
-            ).scalars()
-        )
+        members = entity_records(session, customer_id)
     if not members:
         raise CdpError(f"no such customer {customer_id}")
     return members

@@ -134,7 +134,8 @@ class PurposeState:
         }
 
 
-def _row_event(row: Any) -> RecordedEvent:
+def event_of(row: Any) -> RecordedEvent:
+    """A :class:`RecordedEvent` from a ``consent_event`` row (ORM object or Core row)."""
     return RecordedEvent(
         row.id,
         row.record_id,
@@ -353,7 +354,7 @@ class ConsentLedger:
             .where(EntityMember.entity_id == entity_id)
             .order_by(ConsentEvent.occurred_at, ConsentEvent.recorded_at)
         )
-        return [_row_event(row) for row in (rows.scalars() if isinstance(target, Session) else rows)]
+        return [event_of(row) for row in (rows.scalars() if isinstance(target, Session) else rows)]
 
     def state(self, entity_id: uuid.UUID, *, now: datetime | None = None) -> dict[str, PurposeState]:
         with self.db.connect() as connection:
@@ -379,7 +380,7 @@ class ConsentLedger:
             ).scalar_one()
         by_entity: dict[uuid.UUID, list[RecordedEvent]] = {}
         for row in rows:
-            by_entity.setdefault(row.entity_id, []).append(_row_event(row))
+            by_entity.setdefault(row.entity_id, []).append(event_of(row))
         out = {
             name: {"holds": 0, "granted": 0, "withdrawn": 0, "expired": 0} for name in self.catalog.purposes
         }
@@ -424,6 +425,13 @@ def _entity_of(session: Session, record_id: uuid.UUID) -> uuid.UUID | None:
 
 
 def entity_records(target: Session | Connection, entity_id: uuid.UUID) -> list[uuid.UUID]:
+    """The customer's member records, most recently updated first (the default record a consent given
+    to staff is attached to); empty for an unknown customer."""
     return list(
-        target.execute(select(EntityMember.record_id).where(EntityMember.entity_id == entity_id)).scalars()
+        target.execute(
+            select(SourceRecord.id)
+            .join(EntityMember, EntityMember.record_id == SourceRecord.id)
+            .where(EntityMember.entity_id == entity_id)
+            .order_by(SourceRecord.updated_at.desc(), SourceRecord.id)
+        ).scalars()
     )

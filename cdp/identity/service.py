@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from cdp.audit import AuditEvent, record
 from cdp.consent.catalog import ConsentCatalog
-from cdp.consent.ledger import RecordedEvent, derive
+from cdp.consent.ledger import RecordedEvent, derive, event_of
 from cdp.db import Database
 from cdp.db.models import (
     CANONICAL_FIELDS,
@@ -912,24 +912,8 @@ def _consent_by_entity(session: Session, entity_ids: set[uuid.UUID]) -> _Consent
             records, found = out.setdefault(entity_id, (set(), []))
             records.add(record_id)
             if event is not None:
-                found.append(_recorded(event))
+                found.append(event_of(event))
     return out
-
-
-def _recorded(row: ConsentEvent) -> RecordedEvent:
-    return RecordedEvent(
-        row.id,
-        row.record_id,
-        row.purpose,
-        row.channel,
-        row.action,
-        row.purpose_version,
-        row.source,
-        row.occurred_at,
-        row.recorded_at,
-        row.expires_at,
-        row.actor,
-    )
 
 
 def _audit_consent_change(session: Session, before: _ConsentSnapshot, after_ids: set[uuid.UUID]) -> None:

@@ -46,12 +46,7 @@ def _reject_floats(value: Any) -> None:
             _reject_floats(item)
 
 
-@dataclass
-class _Rows:
-    entry: dict[str, Any]
-
-
-def _rows(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> _Rows:
+def _entry_row(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> dict[str, Any]:
     scope = current_scope()
     who = actor or (scope.actor if scope is not None else AuditActor.system())
     entry_id = uuid.uuid4()
@@ -77,11 +72,7 @@ def _rows(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> _
         "fields": canonical_json(sorted(set(event.fields))),
         "details": details,
     }
-    return _Rows(entry)
-
-
-def _insert(target: Session | Connection, batch: list[_Rows]) -> None:
-    target.execute(_INSERT_ENTRY, [rows.entry for rows in batch])
+    return entry
 
 
 class _DriverInsert:
@@ -134,16 +125,16 @@ def record(
 
     The actor and request id come from the current :func:`~cdp.audit.context.acting_as` scope unless
     ``actor`` is given; outside any scope the system is accountable."""
-    rows = _rows(event, actor, at)
-    _insert(target, [rows])
+    entry = _entry_row(event, actor, at)
+    target.execute(_INSERT_ENTRY, entry)
     _mark_recorded(event, committed=False)
-    entry_id: uuid.UUID = rows.entry["id"]
+    entry_id: uuid.UUID = entry["id"]
     return entry_id
 
 
 @dataclass
 class _Pending:
-    rows: _Rows
+    entry: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     lead: bool = False
@@ -168,8 +159,8 @@ class GroupCommit:
         self._queue: deque[_Pending] = deque()
         self._leading = False
 
-    def submit(self, rows: _Rows) -> None:
-        pending = _Pending(rows)
+    def submit(self, entry: dict[str, Any]) -> None:
+        pending = _Pending(entry)
         with self._lock:
             self._queue.append(pending)
             lead = not self._leading
@@ -195,9 +186,7 @@ class GroupCommit:
         try:
             statement = _driver_insert(self.db)
             with self.db.raw_write() as cursor:
-                cursor.executemany(
-                    statement.sql, [statement.parameters(pending.rows.entry) for pending in batch]
-                )
+                cursor.executemany(statement.sql, [statement.parameters(pending.entry) for pending in batch])
         except BaseException as exc:  # every waiter of the batch must learn it failed, then re-raise
             for pending in batch:
                 pending.error = exc
@@ -235,8 +224,8 @@ def record_now(db: Database, event: AuditEvent, *, actor: AuditActor | None = No
 
     For reads (the data is only handed out after this succeeds) and for refusals and failures, whose
     own transaction was rolled back but which must still leave a trace."""
-    rows = _rows(event, actor, None)
-    _writer(db).submit(rows)
+    entry = _entry_row(event, actor, None)
+    _writer(db).submit(entry)
     _mark_recorded(event, committed=True)
-    entry_id: uuid.UUID = rows.entry["id"]
+    entry_id: uuid.UUID = entry["id"]
     return entry_id

@@ -102,19 +102,11 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A Core write transaction (no ORM unit of work), for hot-path appends that are one or two
-        bulk statements: the same locking and atomicity as :meth:`transaction` at a fraction of the
-        per-call cost."""
-        with self._immediate.begin() as connection:
-            yield connection
-
-    @contextmanager
     def raw_write(self) -> Iterator[Any]:
         """A DBAPI cursor inside a write transaction, for the one statement on every request's path
         (the audit append), where SQLAlchemy's per-execution machinery cost more than the insert itself.
-        Same locking as :meth:`write` (``BEGIN IMMEDIATE`` on SQLite); commits when the block ends, rolls
-        back if it raises. Callers pass parameters already converted for the driver."""
+        Same locking as :meth:`transaction` (``BEGIN IMMEDIATE`` on SQLite); commits when the block ends,
+        rolls back if it raises. Callers pass parameters already converted for the driver."""
         fairy = self.engine.raw_connection()
         try:
             cursor = fairy.cursor()

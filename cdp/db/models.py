@@ -596,3 +596,210 @@ class ConsentEvent(Base):
     policy_version: Mapped[int] = mapped_column(Integer)
     """Version of the purposes catalog in force."""
     actor: Mapped[str] = mapped_column(String(200))
+
+
+class DsrRequest(Base):
+    """A data-subject request (GDPR Art 15/20 access and export, Art 17 erasure) about one customer.
+
+    Holds ids, states and reason codes only. The customer is kept as the entity id and the record the
+    request was verified against; once an erasure completes, those ids point at nothing."""
+
+    __tablename__ = "dsr_request"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``access`` (export) or ``erasure``."""
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    """received | verifying | awaiting_approval | in_progress | completed | rejected"""
+    entity_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    """The record whose contact details verify the requester (the signed-in record, or the record a
+    one-time code was sent to)."""
+    channel: Mapped[str] = mapped_column(String(16))
+    """``self_service`` (signed-in customer) or ``on_behalf`` (opened by a DPO)."""
+    opened_by: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verification: Mapped[str | None] = mapped_column(String(16))
+    """``signed_in`` or ``email_code``."""
+    code_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    code_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_reason: Mapped[str | None] = mapped_column(String(32))
+    rejected_detail: Mapped[str | None] = mapped_column(String(300))
+    """Staff's words about why; must not quote personal data (shown to the customer)."""
+    queue: Mapped[str | None] = mapped_column(String(32))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    result_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    """The export archive (access) or the erasure receipt (erasure)."""
+
+
+class ErasureJob(Base):
+    """The durable plan of one destruction: what goes, what is kept and why. Written before anything is
+    destroyed, so a crash between planning and execution resumes from the plan; the destruction itself
+    and the job's completion commit in one transaction."""
+
+    __tablename__ = "erasure_job"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    reason: Mapped[str] = mapped_column(String(32))
+    """``dsr_erasure`` or ``retention``."""
+    request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("dsr_request.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """planned | completed"""
+    plan: Mapped[str] = mapped_column(Text)
+    """Canonical JSON: record ids to destroy, ids kept (with reason), whether to suppress. Ids only."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    receipt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class Suppression(Base):
+    """A keyed hash of one identifier of an erased person (email, phone, national id, name + birth date,
+    or a source's own record id), so re-ingesting them from an old source is quarantined instead of
+    silently bringing them back. Keyed with a sub-key of the blind-index key: the hash reveals nothing
+    without it, and it never joins against the live blind index."""
+
+    __tablename__ = "suppression"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("erasure_job.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RetainedRecord(Base):
+    """What an erasure had to keep because the law requires it (billing documents under a bookkeeping
+    obligation): pseudonymized — the person is a keyed hash, identifying text is gone, amounts and dates
+    stay — with the reason and the date it must be destroyed in turn."""
+
+    __tablename__ = "retained_record"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("erasure_job.id"), index=True)
+    pseudonym: Mapped[bytes] = mapped_column(LargeBinary(16), index=True)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("source.id"))
+    category: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    amount: Mapped[str | None] = mapped_column(String(32))
+    """Decimal as text: exact, and never a float."""
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(64))
+    retain_until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DestructionReceipt(Base):
+    """A signed statement of a destruction: an erasure receipt (one request) or a retention destruction
+    certificate (one sweep). ``statement`` is the canonical JSON that was signed (Ed25519, the audit
+    checkpoint key), so it verifies offline with the published public key."""
+
+    __tablename__ = "destruction_receipt"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(32))
+    """``erasure_receipt`` or ``destruction_certificate``."""
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    statement: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(ForeignKey("audit_signing_key.key_id"))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class LegalHold(Base):
+    """Data that must not be destroyed (litigation, investigation) while the hold is active: a whole
+    customer (entity, resolved to its records when the hold is placed) or one record. Created and
+    released by a DPO, each with a reason."""
+
+    __tablename__ = "legal_hold"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(200))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    release_reason: Mapped[str | None] = mapped_column(String(300))
+
+
+class RetentionPolicyVersion(Base):
+    """Every version of the retention policy that was ever in force, as the TOML text with its digest:
+    certificates name the version they applied, and this is where that version can be read."""
+
+    __tablename__ = "retention_policy_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RetentionSweep(Base):
+    """One retention sweep: its cut-off time (fixed when it starts, so a resumed sweep destroys exactly
+    what the first attempt planned), progress and counts. The running sweep's lease is the lock that
+    keeps two schedulers from sweeping at once."""
+
+    __tablename__ = "retention_sweep"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """running | completed"""
+    policy_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    holder: Mapped[str] = mapped_column(String(200))
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    counts: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON: destroyed per category, held, retained — counts only."""
+    certificate_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class ExportArchive(Base):
+    """A data-subject export (zip), encrypted under a data key of its own (a subject row as key holder),
+    downloadable once through a link whose token is kept only as a SHA-256; the key is shredded when it
+    is downloaded or expires."""
+
+    __tablename__ = "export_archive"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dsr_request.id"), index=True)
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subject.id"))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    downloaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    enc_archive: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class WorkItem(Base):
+    """A case in a department queue: a data-subject request or a customer complaint, routed by the rules
+    in ``cdp/dsr/routing.toml``, with an assignee, an SLA due time and escalation."""
+
+    __tablename__ = "work_item"
+    __table_args__ = (UniqueConstraint("kind", "ref_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(32))
+    """``dsr_access``, ``dsr_erasure`` or ``complaint``."""
+    ref_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    """The request or interaction id."""
+    queue: Mapped[str] = mapped_column(String(32), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

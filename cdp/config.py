@@ -55,6 +55,18 @@ class Settings:
     """How often the chain head gets a signed checkpoint (when it moved)."""
     audit_retention_days: int = 3650
     """How long audit entries are kept; always longer than any data retention (ten years by default)."""
+    dsr_deadline_days: int = 30
+    """Statutory deadline of a data-subject request (GDPR Art 12(3): one month)."""
+    dsr_erasure_requires_approval: bool = True
+    """Whether a DPO must approve an erasure before it executes."""
+    dsr_export_ttl_hours: int = 72
+    """How long a data-subject export can be downloaded (once) before it is shredded."""
+    dsr_code_ttl_minutes: int = 15
+    """How long the one-time code that verifies a requester stays valid."""
+    retention_policy_file: Path | None = None
+    """A retention policy TOML to use instead of the packaged one."""
+    retention_sweep_cron: str = "0 3 * * *"
+    """When the scheduled retention sweep runs (crontab syntax, UTC)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -91,6 +103,14 @@ class Settings:
             raise ConfigurationError(
                 "audit_retention_days must be between 365 and 36500: the audit log outlives the data"
             )
+        if not 1 <= self.dsr_deadline_days <= 90:
+            raise ConfigurationError("dsr_deadline_days must be between 1 and 90")
+        if not 1 <= self.dsr_export_ttl_hours <= 720:
+            raise ConfigurationError("dsr_export_ttl_hours must be between 1 and 720")
+        if not 1 <= self.dsr_code_ttl_minutes <= 1440:
+            raise ConfigurationError("dsr_code_ttl_minutes must be between 1 and 1440")
+        if len(self.retention_sweep_cron.split()) != 5:
+            raise ConfigurationError("retention_sweep_cron must have five fields, e.g. '0 3 * * *'")
         if not 2 <= self.sqlite_cache_mib <= 4096:
             raise ConfigurationError("sqlite_cache_mib must be between 2 and 4096")
         if not 0 <= self.sqlite_mmap_mib <= 65536:
@@ -137,6 +157,24 @@ _ENV_NAMES = {
     "CDP_AUDIT_SEAL_INTERVAL_MS": "audit_seal_interval_ms",
     "CDP_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "audit_checkpoint_interval_seconds",
     "CDP_AUDIT_RETENTION_DAYS": "audit_retention_days",
+    "CDP_DSR_DEADLINE_DAYS": "dsr_deadline_days",
+    "CDP_DSR_ERASURE_REQUIRES_APPROVAL": "dsr_erasure_requires_approval",
+    "CDP_DSR_EXPORT_TTL_HOURS": "dsr_export_ttl_hours",
+    "CDP_DSR_CODE_TTL_MINUTES": "dsr_code_ttl_minutes",
+    "CDP_RETENTION_POLICY_FILE": "retention_policy_file",
+    "CDP_RETENTION_SWEEP_CRON": "retention_sweep_cron",
+}
+
+
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
 }
 
 
@@ -148,8 +186,14 @@ def _coerce(name: str, raw: Any) -> Any:
             if isinstance(raw, bool) or not isinstance(raw, int | str):
                 raise TypeError
             return int(raw)
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in _BOOLEANS:
+                return _BOOLEANS[raw.strip().lower()]
+            raise TypeError
         if not isinstance(raw, str):
             raise TypeError
         return raw

@@ -34,17 +34,26 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from cdp.audit import AuditEvent, record
+from cdp.audit import AuditEvent, Outcome, record
 from cdp.audit.context import current_scope
 from cdp.consent.ledger import ConsentLedger
 from cdp.db import Database
 from cdp.db.models import ConsentEvent, IngestRun, Interaction, Source, SourceRecord
 from cdp.db.types import utcnow
+from cdp.dsr.suppression import SuppressionList
+from cdp.dsr.suppression import identifiers as suppression_identifiers
 from cdp.errors import CdpError
 from cdp.identity.service import IdentityService
 from cdp.sources.interactions import InteractionRepository, NewInteraction
 from cdp.sources.mapping import SourceMapping
-from cdp.sources.prepare import Rejected, parse_datetime, prepare_interaction, prepare_record, safe_column
+from cdp.sources.prepare import (
+    PreparedRecord,
+    Rejected,
+    parse_datetime,
+    prepare_interaction,
+    prepare_record,
+    safe_column,
+)
 from cdp.sources.quarantine import QuarantineRepository, Rejection
 from cdp.sources.readers import RawRow, read_rows
 from cdp.sources.records import NewRecord, RecordRepository, SourceNotFound
@@ -502,14 +511,12 @@ class IngestService:
         """Insert or update the rows' records; returns the ids of those inserted or updated."""
         today = self.today or date.today()
         now = utcnow()
-        prepared = [
-            p
-            for _, p in _prepare(
-                rows,
-                lambda v: (prepare_record(v, mapping, today=today), _consent_says(v, mapping, now)),
-                rejected,
-            )
-        ]
+        pairs = _prepare(
+            rows,
+            lambda v: (prepare_record(v, mapping, today=today), _consent_says(v, mapping, now)),
+            rejected,
+        )
+        prepared = [p for _, p in self._not_suppressed(session, source_id, mapping, pairs, rejected)]
         repo = RecordRepository(session, self.vault)
         changed: list[uuid.UUID] = []
         says: list[tuple[uuid.UUID, list[_Say]]] = []
@@ -543,6 +550,48 @@ class IngestService:
         if mapping.consent:
             self._record_consent(session, says)
         return changed
+
+    def _not_suppressed(
+        self,
+        session: Session,
+        source_id: uuid.UUID,
+        mapping: SourceMapping,
+        pairs: list[tuple[RawRow, tuple[PreparedRecord, list[_Say]]]],
+        rejected: list[Rejection],
+    ) -> list[tuple[RawRow, tuple[PreparedRecord, list[_Say]]]]:
+        """Quarantine rows that match an erased person (reason ``suppressed``) instead of bringing them
+        back; a DPO decides what happens to them. One indexed lookup per chunk, none while nobody has
+        been erased."""
+        suppressions = SuppressionList(session, self.vault)
+        if not pairs or not suppressions.any():
+            return pairs
+        found = [
+            suppression_identifiers(source_id, item.record.source_record_id, item.normalized)
+            for _, (item, _) in pairs
+        ]
+        hits = suppressions.matches(found)
+        if not hits:
+            return pairs
+        for index in sorted(hits):
+            raw = pairs[index][0]
+            kinds = ", ".join(sorted(set(hits[index])))
+            rejected.append(
+                Rejection(
+                    raw.number,
+                    "suppressed",
+                    f"matches a person who was erased ({kinds}); a data protection officer decides",
+                    raw.values,
+                )
+            )
+        record(
+            session,
+            AuditEvent(
+                "suppression.match",
+                Outcome.DENIED,
+                details={"source": mapping.name, "rows": len(hits)},
+            ),
+        )
+        return [pair for index, pair in enumerate(pairs) if index not in hits]
 
     def _record_consent(self, session: Session, says: list[tuple[uuid.UUID, list[_Say]]]) -> None:
         """Append an ``import`` consent event wherever a row's say differs from the last one the import

@@ -57,6 +57,11 @@ class SubjectKeys:
     def _unwrap(self, subject_id: UUID, key_version: int, kek_version: int, blob: bytes) -> bytes:
         return self.keks.unwrap(kek_version, blob, wrap_aad(subject_id, key_version, kek_version))
 
+    def forget_unwrapped(self) -> None:
+        """Drop every cached data key from memory: after an erasure, the shredded keys must not linger in
+        this process until the cache happens to evict them."""
+        self._unwrap_cached.cache_clear()
+
     def rewrap(self, subject_id: UUID, wrapped: WrappedKey, to_kek_version: int) -> WrappedKey:
         """Re-encrypt the data key under another KEK; field ciphertexts are untouched."""
         if wrapped.blob is None or wrapped.kek_version is None:

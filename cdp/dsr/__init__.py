@@ -1,0 +1,1 @@
+"""Data-subject requests: export, erasure (one destruction path shared with retention), receipts, routing."""

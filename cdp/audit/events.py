@@ -89,6 +89,7 @@ ACTIONS: dict[str, str] = {
     "dsr.reject": "Reject a data-subject request, with a reason",
     "dsr.export": "Build a data-subject export",
     "dsr.export.download": "Download a data-subject export (single use)",
+    "dsr.export.expire": "Shred data-subject exports nobody downloaded in time",
     "dsr.erase": "Erase a customer (crypto-shred, delete, suppress, pseudonymize what the law keeps)",
     "dsr.receipt": "Read or verify an erasure receipt or destruction certificate",
     "retention.sweep": "Destroy records past their retention period",

@@ -44,6 +44,7 @@ from cdp.db.models import (
     Source,
     SourceRecord,
     SourceRecordVersion,
+    WorkItem,
 )
 from cdp.db.types import utcnow
 from cdp.dsr.suppression import SuppressionList, identifiers
@@ -367,6 +368,7 @@ class Destroyer:
                 delete(MatchEdge).where(or_(MatchEdge.record_a.in_(chunk), MatchEdge.record_b.in_(chunk)))
             )
             self.session.execute(delete(EntityMember).where(EntityMember.record_id.in_(chunk)))
+            self._close_complaints(chunk)
             outcome.interactions += _count(
                 self.session.execute(delete(Interaction).where(Interaction.record_id.in_(chunk)))
             )
@@ -378,6 +380,17 @@ class Destroyer:
             self.session.execute(delete(SourceRecord).where(SourceRecord.id.in_(chunk)))
         for chunk in _chunks(subject_ids):
             self.session.execute(delete(OutboxMessage).where(OutboxMessage.subject_id.in_(chunk)))
+
+    def _close_complaints(self, record_ids: list[uuid.UUID]) -> None:
+        """Complaints about the destroyed interactions leave their queues: nothing is left to act on."""
+        complaints = select(Interaction.id).where(
+            Interaction.record_id.in_(record_ids), Interaction.kind == "complaint"
+        )
+        self.session.execute(
+            update(WorkItem)
+            .where(WorkItem.kind == "complaint", WorkItem.ref_id.in_(complaints), WorkItem.status == "open")
+            .values(status="closed", closed_at=utcnow())
+        )
 
     def _drop_empty_entities(self, entity_ids: set[uuid.UUID]) -> int:
         if not entity_ids:

@@ -29,8 +29,11 @@ from cdp.config import Settings
 from cdp.db import Database
 from cdp.db.models import DsrRequest, EntityMember, ErasureJob, SourceRecord
 from cdp.db.types import utcnow
+from cdp.dsr.archives import ArchiveStore
 from cdp.dsr.destruction import Destroyer, DestructionOutcome, load_job
+from cdp.dsr.export import ExportBuilder
 from cdp.dsr.receipts import Receipts, SignedReceipt
+from cdp.dsr.routing import RoutingRules, WorkQueue
 from cdp.errors import CdpError
 from cdp.retention.policy import RetentionPolicy
 from cdp.sources.records import RecordRepository
@@ -167,17 +170,17 @@ class DsrService:
         settings: Settings,
         policy: RetentionPolicy,
         *,
-        exporter: Any | None = None,
-        router: Any | None = None,
+        exporter: ExportBuilder | None = None,
+        routing: RoutingRules | None = None,
     ) -> None:
-        """``exporter`` builds access exports (:class:`cdp.dsr.export.ExportBuilder`); ``router`` puts
-        requests into department queues (a callable ``(session, kind, request_id, attributes) -> queue``)."""
+        """``exporter`` builds access exports; ``routing`` puts each request into its department queue
+        (and closes the work item when the request is completed or rejected)."""
         self.db = db
         self.vault = vault
         self.settings = settings
         self.policy = policy
         self.exporter = exporter
-        self.router = router
+        self.routing = routing
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -306,8 +309,17 @@ class DsrService:
         return "awaiting_approval" if row.approval_required and row.approved_at is None else "in_progress"
 
     def _route(self, session: Session, row: DsrRequest) -> None:
-        if self.router is not None:
-            row.queue = self.router(session, f"dsr_{row.kind}", row.id, {"channel": row.channel})
+        if self.routing is not None:
+            item = WorkQueue(session, self.routing).route(f"dsr_{row.kind}", row.id, now=row.received_at)
+            row.queue = item.queue
+
+    def _close_work(self, session: Session, row: DsrRequest) -> None:
+        if self.routing is None:
+            return
+        queue = WorkQueue(session, self.routing)
+        item = queue.find(f"dsr_{row.kind}", row.id)
+        if item is not None and item.status == "open":
+            queue.close(item.id)
 
     def _event(
         self,
@@ -389,6 +401,7 @@ class DsrService:
             row.rejected_detail = detail.strip()[:300] or None
             row.completed_at = at
             row.updated_at = at
+            self._close_work(session, row)
             record(session, self._event("dsr.reject", row, details={"reason": reason}))
             return view_of(row, at)
 
@@ -436,8 +449,6 @@ class DsrService:
         return row
 
     def _export(self, request_id: uuid.UUID, now: datetime | None) -> Processed:
-        from cdp.dsr.archives import ArchiveStore
-
         if self.exporter is None:
             raise DsrError("exports are not configured in this process")
         with self.db.read() as session:
@@ -480,7 +491,7 @@ class DsrService:
             row.completed_at = at
             row.updated_at = at
             row.result_id = archive_id
-            record(session, self._event("dsr.export", row, details={"archive_id": str(archive_id)}))
+            self._close_work(session, row)  # the builder recorded dsr.export; the download records its own
             view = view_of(row, at)
         return Processed(view, download_token=token if channel == "self_service" else None)
 
@@ -534,6 +545,7 @@ class DsrService:
             row.completed_at = at
             row.updated_at = at
             row.result_id = receipt.id
+            self._close_work(session, row)
             record(
                 session,
                 AuditEvent(

@@ -31,7 +31,9 @@ def _records(platform: Platform) -> int:
         return int(session.execute(select(func.count()).select_from(SourceRecord)).scalar_one())
 
 
-def test_records_expire_by_their_categorys_period_after_the_last_contact(platform: Platform, world: World) -> None:
+def test_records_expire_by_their_categorys_period_after_the_last_contact(
+    platform: Platform, world: World
+) -> None:
     sweeper = RetentionSweeper(platform.db, platform.vault, RetentionPolicy.load())
     # Three years and a bit after John's last CRM contact, but not after Maria's: only John's lead goes.
     report = sweeper.run(now=datetime(2027, 6, 1, tzinfo=UTC))
@@ -69,7 +71,10 @@ def test_a_legal_hold_keeps_a_customer_through_the_sweep_until_it_is_released(
             LegalHolds(session).release(hold.id, reason="case closed", actor="user:dpo")
         with pytest.raises(HoldError):
             LegalHolds(session).release(holds[0].id, reason="again", actor="user:dpo")
-    assert RetentionSweeper(platform.db, platform.vault, RetentionPolicy.load()).run(now=far).destroyed.records == 3
+    assert (
+        RetentionSweeper(platform.db, platform.vault, RetentionPolicy.load()).run(now=far).destroyed.records
+        == 3
+    )
     assert _records(platform) == 0
 
 
@@ -81,7 +86,9 @@ def test_the_sweep_signs_a_destruction_certificate_with_counts_policy_version_an
     assert report.certificate is not None
     with platform.db.read() as session:
         certificate = Receipts(session, platform.vault).get(report.certificate.id)
-        versions = session.execute(select(RetentionPolicyVersion.version, RetentionPolicyVersion.digest)).all()
+        versions = session.execute(
+            select(RetentionPolicyVersion.version, RetentionPolicyVersion.digest)
+        ).all()
         actions = session.execute(select(AuditEntry.action, AuditEntry.details)).all()
     assert certificate.verify()
     statement = certificate.content
@@ -116,9 +123,7 @@ def test_a_live_lease_keeps_a_second_sweep_out_and_an_expired_one_is_taken_over_
     with pytest.raises(SweepBusy):
         second.run(now=far)
     with platform.db.transaction() as session:  # the first process died: its lease runs out
-        session.execute(
-            update(RetentionSweep).values(lease_until=datetime(2000, 1, 1, tzinfo=UTC))
-        )
+        session.execute(update(RetentionSweep).values(lease_until=datetime(2000, 1, 1, tzinfo=UTC)))
     report = second.run(now=far + timedelta(days=365))
     assert report.resumed and report.sweep_id == sweep_id and report.as_of == as_of
     assert report.destroyed.records == 5 and report.batches == 3

@@ -18,7 +18,9 @@ SCOPES: dict[str, str] = {
     "profiles:write": "Correct customer data",
     "analytics:read": "Run segments and analytics on consented data",
     "audit:read": "Search and export the audit log",
-    "dsr:manage": "Handle data-subject requests",
+    "dsr:manage": "Handle data-subject requests: open on a customer's behalf, approve, reject, carry out",
+    "retention:manage": "Place and release legal holds, run retention sweeps, read destruction certificates",
+    "work:manage": "Work a department queue: list, assign and close routed requests and complaints",
     "consent:manage": "Record consent on a customer's behalf",
     "self:read": "A customer reads their own data",
     "self:write": "A customer manages their own consents and requests",
@@ -28,12 +30,23 @@ SCOPES: dict[str, str] = {
 }
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "department_agent": frozenset({"ingest", "sources:read", "profiles:read", "profiles:write"}),
-    "support_agent": frozenset({"ingest", "sources:read", "profiles:read"}),
+    "department_agent": frozenset(
+        {"ingest", "sources:read", "profiles:read", "profiles:write", "work:manage"}
+    ),
+    "support_agent": frozenset({"ingest", "sources:read", "profiles:read", "work:manage"}),
     "marketing_analyst": frozenset({"analytics:read", "profiles:read"}),
     "compliance_officer": frozenset({"audit:read", "sources:read", "profiles:read", "identity:read"}),
     "dpo": frozenset(
-        {"audit:read", "dsr:manage", "consent:manage", "sources:read", "profiles:read", "identity:read"}
+        {
+            "audit:read",
+            "dsr:manage",
+            "retention:manage",
+            "work:manage",
+            "consent:manage",
+            "sources:read",
+            "profiles:read",
+            "identity:read",
+        }
     ),
     "admin": frozenset({"ingest", "sources:read", "sources:manage", "audit:read", "identity:read"}),
     "data_steward": frozenset({"identity:read", "identity:manage", "sources:read"}),

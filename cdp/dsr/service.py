@@ -22,10 +22,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cdp.access.gate import Actor
+from cdp.access.gate import AccessGate, Actor
 from cdp.access.outbox import Outbox
+from cdp.access.policy import FieldPolicy
 from cdp.audit import AuditEvent, Outcome, record, record_now
 from cdp.config import Settings
+from cdp.consent.ledger import ConsentLedger
 from cdp.db import Database
 from cdp.db.models import DsrRequest, EntityMember, ErasureJob, SourceRecord
 from cdp.db.types import utcnow
@@ -35,6 +37,8 @@ from cdp.dsr.export import ExportBuilder
 from cdp.dsr.receipts import Receipts, SignedReceipt
 from cdp.dsr.routing import RoutingRules, WorkQueue
 from cdp.errors import CdpError
+from cdp.platform import Platform
+from cdp.profiles.service import ProfileService
 from cdp.retention.policy import RetentionPolicy
 from cdp.sources.records import RecordRepository
 from cdp.vault import Vault, VaultError
@@ -181,6 +185,21 @@ class DsrService:
         self.policy = policy
         self.exporter = exporter
         self.routing = routing
+
+    @classmethod
+    def for_platform(cls, platform: Platform) -> DsrService:
+        """The service as servers, the CLI and jobs use it: the packaged (or configured) retention policy,
+        the default field policy and consent ledger for exports, the packaged routing rules."""
+        gate = AccessGate(FieldPolicy.default(), ConsentLedger(platform.db))
+        profiles = ProfileService(platform.db, platform.vault, gate)
+        return cls(
+            platform.db,
+            platform.vault,
+            platform.settings,
+            RetentionPolicy.load(platform.settings.retention_policy_file),
+            exporter=ExportBuilder(platform.db, platform.vault, profiles),
+            routing=RoutingRules.load(),
+        )
 
     # -- opening -------------------------------------------------------------------------------------
 

@@ -277,9 +277,11 @@ def audit_prune(state: _State, dry_run: bool) -> None:
     audit.prune entry that vouches for them."""
     from cdp.audit.retention import prune
     from cdp.cli import _audited
+    from cdp.retention.policy import RetentionPolicy, check_audit_outlives_data
 
     with _opened(state) as platform, _audited(platform, "audit.prune"):
         days = platform.settings.audit_retention_days
+        check_audit_outlives_data(RetentionPolicy.load(platform.settings.retention_policy_file), days)
         result = prune(platform.db, platform.vault, platform.settings.issuer, days, dry_run=dry_run)
     plan = result.plan
     if plan is None:

@@ -53,8 +53,9 @@ class Settings:
     """How often each server worker's sequencer links pending audit entries into the chain."""
     audit_checkpoint_interval_seconds: int = 300
     """How often the chain head gets a signed checkpoint (when it moved)."""
-    audit_retention_days: int = 3650
-    """How long audit entries are kept; always longer than any data retention (ten years by default)."""
+    audit_retention_days: int = 4018
+    """How long audit entries are kept: eleven years by default, longer than the longest data retention
+    (ten years for bookkeeping); checked against the retention policy when jobs start and before pruning."""
     dsr_deadline_days: int = 30
     """Statutory deadline of a data-subject request (GDPR Art 12(3): one month)."""
     dsr_erasure_requires_approval: bool = True

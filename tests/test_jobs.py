@@ -50,3 +50,108 @@ def test_the_scheduler_seals_entries_shortly_after_they_are_appended(platform: P
     finally:
         scheduler.shutdown(wait=True)
     assert _sealed(platform) == 1
+
+
+def _scheduled_sweeps(platform: Platform) -> list[tuple[str, float | None]]:
+    from cdp.db.models import SCHEDULER_JOBS
+
+    with platform.db.read() as session:
+        return [
+            (row.id, row.next_run_time)
+            for row in session.execute(select(SCHEDULER_JOBS.c.id, SCHEDULER_JOBS.c.next_run_time))
+        ]
+
+
+def test_the_retention_sweep_schedule_is_persisted_and_a_restart_keeps_its_next_run(
+    platform: Platform,
+) -> None:
+    first = start_background_jobs(platform)
+    first.shutdown(wait=True)
+    stored = _scheduled_sweeps(platform)
+    assert [job_id for job_id, _ in stored] == ["retention-sweep"]
+    assert stored[0][1] is not None
+
+    second = start_background_jobs(platform)  # a restart (or a second worker) finds it and leaves it be
+    second.shutdown(wait=True)
+    assert _scheduled_sweeps(platform) == stored
+
+
+def _pretend_the_sweep_was_due(platform: Platform, seconds_ago: int) -> None:
+    """Move the stored job's next run into the past through APScheduler itself (its pickled state holds
+    the time too, so editing the column alone would not do)."""
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    store = SQLAlchemyJobStore(engine=platform.db.engine)
+    store.start(BackgroundScheduler(timezone=UTC), "persistent")
+    job = store.lookup_job("retention-sweep")
+    assert job is not None
+    job.next_run_time = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    store.update_job(job)
+
+
+def test_a_sweep_missed_while_the_server_was_down_runs_once_when_it_comes_back(platform: Platform) -> None:
+    from cdp.db.models import RetentionSweep
+
+    start_background_jobs(platform).shutdown(wait=True)
+    _pretend_the_sweep_was_due(platform, seconds_ago=3600)  # the server was down at the scheduled time
+    scheduler = start_background_jobs(platform)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with platform.db.read() as session:
+                done = session.execute(
+                    select(func.count())
+                    .select_from(RetentionSweep)
+                    .where(RetentionSweep.status == "completed")
+                ).scalar_one()
+            if done:
+                break
+            time.sleep(0.1)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert done == 1
+    assert _scheduled_sweeps(platform)[0][1] > time.time()  # and the next run is in the future again
+
+
+def test_a_changed_sweep_schedule_replaces_the_stored_one(platform: Platform) -> None:
+    start_background_jobs(platform).shutdown(wait=True)
+    before = _scheduled_sweeps(platform)
+    platform.settings = replace(platform.settings, retention_sweep_cron="30 1 * * 0")
+    start_background_jobs(platform).shutdown(wait=True)
+    after = _scheduled_sweeps(platform)
+    assert [j for j, _ in after] == ["retention-sweep"] and after != before
+
+
+def test_jobs_refuse_to_start_when_the_audit_log_would_forget_before_the_data_goes(
+    platform: Platform,
+) -> None:
+    import pytest
+
+    from cdp.retention.policy import RetentionConfigError
+
+    platform.settings = replace(platform.settings, audit_retention_days=3000)
+    with pytest.raises(RetentionConfigError, match="longest data retention"):
+        start_background_jobs(platform)
+
+
+def test_housekeeping_carries_out_requests_left_in_progress(platform: Platform, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from cdp.access.gate import Actor
+    from cdp.dsr.service import DsrService
+    from cdp.jobs import housekeeping_tick
+    from tests.dsr.world import seed_world
+
+    assert isinstance(tmp_path, Path)
+    world = seed_world(platform, tmp_path)
+    platform.settings = replace(platform.settings, dsr_erasure_requires_approval=False)
+    record = world.customers.maria_crm_record
+    request = DsrService.for_platform(platform).open_self_service(
+        Actor(f"customer:{record}", "customer", None, record), "erasure"
+    )
+    assert request.status == "in_progress"  # the process that opened it died before carrying it out
+    housekeeping_tick(platform)
+    assert DsrService.for_platform(platform).get(request.id).status == "completed"

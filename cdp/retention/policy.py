@@ -13,7 +13,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,11 @@ class RetentionPolicy:
         if path is None:
             text = resources.files("cdp.retention").joinpath("policies.toml").read_text("utf-8")
         else:
-            text = path.read_text("utf-8")
+            try:
+                text = path.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                raise RetentionConfigError(f"cannot read the retention policy {path}: {reason}") from None
         return cls.parse(text)
 
     @classmethod
@@ -161,6 +165,18 @@ class RetentionPolicy:
         reach past it, or the log could forget a destruction before the data it is about is gone)."""
         periods = [c.keep for c in self.categories] + [o.keep for o in self.obligations]
         return max(period.after(moment) for period in periods)
+
+
+def check_audit_outlives_data(policy: RetentionPolicy, audit_retention_days: int) -> None:
+    """Refuse an audit retention shorter than the longest data retention: the log must still hold the
+    record of every access to data that is still kept, and of its destruction when it goes."""
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    longest = (policy.longest_keep_after(start) - start).days
+    if audit_retention_days <= longest:
+        raise RetentionConfigError(
+            f"audit_retention_days ({audit_retention_days}) must be longer than the longest data retention "
+            f"({longest} days, retention policy version {policy.version})"
+        )
 
 
 def _only(raw: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -216,8 +216,9 @@ class RetentionSweeper:
                 .scalars()
                 .first()
             )
+            clock = utcnow()  # leases run on the wall clock; ``at`` only fixes what counts as expired
             if running is not None:
-                if running.lease_until > at and running.holder != self.holder:
+                if running.lease_until > clock and running.holder != self.holder:
                     raise SweepBusy("a retention sweep is already running; try again when it has finished")
                 if running.policy_version != self.policy.version:
                     raise RetentionConfigError(
@@ -225,7 +226,7 @@ class RetentionSweeper:
                         f"first; this process has version {self.policy.version}"
                     )
                 running.holder = self.holder
-                running.lease_until = at + self.lease
+                running.lease_until = clock + self.lease
                 return running.id, running.as_of, True
             sweep = RetentionSweep(
                 id=uuid.uuid4(),
@@ -234,7 +235,7 @@ class RetentionSweeper:
                 as_of=at,
                 started_at=at,
                 holder=self.holder,
-                lease_until=at + self.lease,
+                lease_until=clock + self.lease,
                 counts="{}",
             )
             session.add(sweep)

@@ -18,6 +18,7 @@ bench:
 	.venv/bin/python -m bench.resolution
 	.venv/bin/python -m bench.http_reads
 	.venv/bin/python -m bench.audit
+	.venv/bin/python -m bench.retention
 
 venv:
 	bash scripts/venv.sh

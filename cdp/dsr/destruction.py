@@ -51,6 +51,7 @@ from cdp.dsr.suppression import SuppressionList, identifiers
 from cdp.retention.policy import RetentionPolicy
 from cdp.sources.records import RecordRepository
 from cdp.vault import Vault
+from cdp.vault.cipher import FieldCipher
 from cdp.vault.subjects import SubjectStore
 
 REASONS = ("dsr_erasure", "retention")
@@ -275,6 +276,7 @@ class Destroyer:
         if not candidates:
             return
         retained: list[dict[str, Any]] = []
+        ciphers: dict[uuid.UUID, FieldCipher] = {}
         for chunk in _chunks(candidates):
             interactions = (
                 self.session.execute(select(Interaction).where(Interaction.record_id.in_(chunk)))
@@ -288,7 +290,7 @@ class Destroyer:
                 retain_until = obligation.keep.after(interaction.occurred_at)
                 if retain_until <= now:
                     continue
-                details = self._details(interaction)
+                details = self._details(interaction, ciphers)
                 amount, currency = _amount(details.get("amount")), _currency(details.get("currency"))
                 retained.append(
                     {
@@ -311,9 +313,11 @@ class Destroyer:
             self.session.execute(insert(RetainedRecord), retained)
         outcome.retained = len(retained)
 
-    def _details(self, interaction: Interaction) -> dict[str, Any]:
-        subjects = SubjectStore(self.session, self.vault.keys)
-        cipher = self.vault.keys.open(interaction.subject_id, subjects.wrapped_key(interaction.subject_id))
+    def _details(self, interaction: Interaction, ciphers: dict[uuid.UUID, FieldCipher]) -> dict[str, Any]:
+        cipher = ciphers.get(interaction.subject_id)
+        if cipher is None:
+            cipher = SubjectStore(self.session, self.vault.keys).open(interaction.subject_id)
+            ciphers[interaction.subject_id] = cipher
         details = cipher.decrypt("interaction", str(interaction.id), "details", interaction.enc_details)
         return details if isinstance(details, dict) else {}
 

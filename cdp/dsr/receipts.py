@@ -59,7 +59,20 @@ class SignedReceipt:
     def verify(self, public_key: str | None = None) -> bool:
         """Whether the signature holds — under ``public_key`` when given (pin the key you trust), else
         under the key the receipt names."""
-        return verify_signature(public_key or self.public_key, signed_message(self.statement), self.signature)
+        if not verify_signature(
+            public_key or self.public_key, signed_message(self.statement), self.signature
+        ):
+            return False
+        try:
+            signed = json.loads(self.statement)
+        except ValueError:
+            return False
+        # The id, kind and time outside the statement are not signed: they must agree with those inside.
+        return bool(
+            signed.get("receipt_id") == str(self.id)
+            and signed.get("kind") == self.kind
+            and signed.get("issued_at") == timestamp(self.issued_at)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -493,19 +493,20 @@ class DsrService:
             archive_id, token = ArchiveStore(session, self.vault).store(
                 request_id, bundle, ttl=timedelta(hours=self.settings.dsr_export_ttl_hours)
             )
-            if channel == "on_behalf":
-                contact = self._verification_contact(session, entity_id)
-                if contact is not None:
-                    Outbox(session, self.vault).put(
-                        contact[1],
-                        purpose="dsr_export",
-                        recipient=contact[2],
-                        subject="Your data export is ready",
-                        body=(
-                            "Your data export is ready. Download it once, within "
-                            f"{self.settings.dsr_export_ttl_hours} hours, with this code: {token}"
-                        ),
-                    )
+            # The link also goes to the email on file, whoever carries the request out: a customer whose
+            # own request finished in a retry (resume after a crash) still gets it.
+            contact = self._verification_contact(session, entity_id)
+            if contact is not None:
+                Outbox(session, self.vault).put(
+                    contact[1],
+                    purpose="dsr_export",
+                    recipient=contact[2],
+                    subject="Your data export is ready",
+                    body=(
+                        "Your data export is ready. Download it once, within "
+                        f"{self.settings.dsr_export_ttl_hours} hours, with this code: {token}"
+                    ),
+                )
             row.status = "completed"
             row.completed_at = at
             row.updated_at = at

@@ -14,6 +14,9 @@ from api.audit import self_blp as audit_self_blp
 from api.config import ApiConfig
 from api.consent import blp as consent_blp
 from api.context import EXTENSION_KEY
+from api.dsr import blp as dsr_blp
+from api.dsr import receipts_blp
+from api.dsr import self_blp as dsr_self_blp
 from api.health import blp as health_blp
 from api.hooks import register_hooks
 from api.identity import blp as identity_blp
@@ -21,8 +24,10 @@ from api.ingest import blp as ingest_blp
 from api.oauth import blp as oauth_blp
 from api.oauth import create_authorization_server
 from api.profiles import blp as profiles_blp
+from api.retention import blp as retention_blp
 from api.signin import blp as signin_blp
 from api.smorest import CdpApi
+from api.work import blp as work_blp
 from cdp.access.roles import SCOPES
 from cdp.config import Settings, load_settings
 from cdp.platform import Platform
@@ -48,6 +53,11 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(audit_blp)
     api.register_blueprint(audit_self_blp)
     api.register_blueprint(consent_blp)
+    api.register_blueprint(dsr_blp)
+    api.register_blueprint(dsr_self_blp)
+    api.register_blueprint(receipts_blp)
+    api.register_blueprint(retention_blp)
+    api.register_blueprint(work_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

@@ -31,11 +31,17 @@ from werkzeug.test import TestResponse
 
 from api import create_app
 from cdp.access.clients import ClientRepository
+from cdp.access.gate import Actor
 from cdp.access.grants import GrantStore
+from cdp.access.outbox import Outbox
 from cdp.access.roles import ROLE_SCOPES, SERVICE_ROLES
 from cdp.config import Settings
-from cdp.db.models import AuditEntry
+from cdp.db.models import AuditEntry, EntityMember
+from cdp.dsr.receipts import Receipts
+from cdp.dsr.routing import WorkQueue
+from cdp.dsr.service import OPEN_STATUSES, DsrService
 from cdp.platform import Platform
+from cdp.retention.holds import LegalHolds
 from cdp.vault.signing import ALG, SigningKeys
 from tests.profiles.fixtures import Customers, seed_customers
 
@@ -224,6 +230,106 @@ def _customer_id(w: World) -> str:
     return str(w.customers.john)
 
 
+# -- data-subject requests, retention and work queues: preconditions made through the services ----------
+
+
+def _dsr(w: World) -> DsrService:
+    return DsrService.for_platform(w.platform)
+
+
+def _record_of(w: World, entity_id: uuid.UUID) -> uuid.UUID:
+    with w.platform.db.read() as session:
+        return session.execute(
+            select(EntityMember.record_id).where(EntityMember.entity_id == entity_id).limit(1)
+        ).scalar_one()
+
+
+def _entity_of_record(w: World, record_id: uuid.UUID) -> uuid.UUID:
+    with w.platform.db.read() as session:
+        return session.execute(
+            select(EntityMember.entity_id).where(EntityMember.record_id == record_id)
+        ).scalar_one()
+
+
+def _clear(w: World, entity_id: uuid.UUID) -> None:
+    """Withdraw the customer's open requests, so a case can open a new one of any kind."""
+    service = _dsr(w)
+    for view in service.search(entity_id=entity_id, limit=100):
+        if view.status in OPEN_STATUSES:
+            service.reject(view.id, reason="withdrawn")
+
+
+def _verification_code(w: World) -> str:
+    with w.platform.db.read() as session:
+        messages = [m for m in Outbox(session, w.platform.vault).latest() if m.purpose == "dsr_verification"]
+    found = re.search(r"code: (\d+)", messages[0].body)
+    assert found is not None
+    return found.group(1)
+
+
+def _on_behalf(w: World, kind: str, *, verified: bool = False) -> str:
+    """A request of John's opened by another DPO (so the case's DPO may approve it)."""
+    _clear(w, w.customers.john)
+    service = _dsr(w)
+    view = service.open_on_behalf(w.customers.john, kind, opened_by="user:coverage-opener")
+    if verified:
+        service.verify(view.id, _verification_code(w))
+    return str(view.id)
+
+
+def _download_path(w: World) -> str:
+    """John's own export, carried out: its one-time link."""
+    _clear(w, w.customers.john)
+    record = _record_of(w, w.customers.john)
+    service = _dsr(w)
+    view = service.open_self_service(Actor(f"customer:{record}", "customer", None, record), "access")
+    token = service.process(view.id).download_token
+    assert token is not None
+    return f"/v1/dsr/downloads/{token}"
+
+
+def _own_request(w: World) -> str:
+    """One of the signed-in customer's requests (an export, completed, so it blocks no other case)."""
+    actor = Actor(f"customer:{w.customer_record}", "customer", None, w.customer_record)
+    service = _dsr(w)
+    mine = service.mine(actor)
+    if mine:
+        return str(mine[0].id)
+    _clear(w, _entity_of_record(w, w.customer_record))
+    view = service.open_self_service(actor, "access")
+    service.process(view.id)
+    return str(view.id)
+
+
+def _own_access(w: World) -> dict[str, str]:
+    _clear(w, _entity_of_record(w, w.customer_record))
+    return {"kind": "access"}
+
+
+def _receipt_path(w: World) -> str:
+    with w.platform.db.transaction() as session:
+        receipt = Receipts(session, w.platform.vault).issue("destruction_certificate", {"note": "coverage"})
+    return f"/v1/receipts/{receipt.id}"
+
+
+def _hold_release_path(w: World) -> str:
+    with w.platform.db.transaction() as session:
+        hold = LegalHolds(session).place(reason="case 7", actor="user:coverage", entity_id=w.customers.john)
+    return f"/v1/retention/holds/{hold[0].id}/release"
+
+
+def _work_item(w: World) -> str:
+    request_id = uuid.UUID(_on_behalf(w, "access"))
+    with w.platform.db.read() as session:
+        item = WorkQueue(session, _dsr(w).routing or pytest.fail("no routing")).find("dsr_access", request_id)
+    assert item is not None
+    return f"/v1/work/items/{item.id}"
+
+
+def _post(path: Callable[[World], str], body: dict[str, Any] | None = None) -> Call:
+    return lambda w, headers: w.client.post(path(w), json=body or {}, headers=headers)
+
+
 CASES: dict[tuple[str, str], Case] = {
     # public documents and probes: nothing about anyone, nothing recorded
     ("GET", "/"): Case(_get(lambda w: "/"), []),
@@ -390,6 +496,135 @@ CASES: dict[tuple[str, str], Case] = {
         [("identity.split", "success")],
         "data_steward",
         "identity:manage",
+    ),
+    # data-subject requests
+    ("GET", "/v1/dsr/downloads/{token}"): Case(
+        _get(_download_path),
+        [("dsr.export.download", "success")],  # the link is the credential
+    ),
+    ("POST", "/v1/dsr/requests"): Case(
+        _post_json(
+            lambda w: "/v1/dsr/requests",
+            lambda w: (_clear(w, w.customers.john), {"customer_id": str(w.customers.john), "kind": "access"})[
+                1
+            ],
+        ),
+        [("dsr.request", "success"), ("work.route", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("GET", "/v1/dsr/requests"): Case(
+        _get(lambda w: "/v1/dsr/requests?limit=5"), [("dsr.read", "success")], "dpo", "dsr:manage"
+    ),
+    ("GET", "/v1/dsr/requests/{request_id}"): Case(
+        _get(lambda w: f"/v1/dsr/requests/{_on_behalf(w, 'access')}"),
+        [("dsr.read", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("POST", "/v1/dsr/requests/{request_id}/verify"): Case(
+        _post_json(
+            lambda w: f"/v1/dsr/requests/{_on_behalf(w, 'access')}/verify",
+            lambda w: {"code": _verification_code(w)},
+        ),
+        [("dsr.verify", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("POST", "/v1/dsr/requests/{request_id}/approve"): Case(
+        _post(lambda w: f"/v1/dsr/requests/{_on_behalf(w, 'erasure', verified=True)}/approve"),
+        [("dsr.approve", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("POST", "/v1/dsr/requests/{request_id}/reject"): Case(
+        _post(lambda w: f"/v1/dsr/requests/{_on_behalf(w, 'access')}/reject", {"reason": "duplicate"}),
+        [("dsr.reject", "success"), ("work.close", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("POST", "/v1/dsr/requests/{request_id}/process"): Case(
+        _post(lambda w: f"/v1/dsr/requests/{_on_behalf(w, 'access', verified=True)}/process"),
+        [("profile.read", "success"), ("dsr.export", "success"), ("work.close", "success")],
+        "dpo",
+        "dsr:manage",
+    ),
+    ("GET", "/v1/me/requests"): Case(
+        _get(lambda w: "/v1/me/requests"), [("dsr.read", "success")], "customer", "self:read"
+    ),
+    ("GET", "/v1/me/requests/{request_id}"): Case(
+        _get(lambda w: f"/v1/me/requests/{_own_request(w)}"),
+        [("dsr.read", "success")],
+        "customer",
+        "self:read",
+    ),
+    ("POST", "/v1/me/requests"): Case(
+        _post_json(lambda w: "/v1/me/requests", _own_access),
+        [
+            ("dsr.request", "success"),
+            ("work.route", "success"),
+            ("profile.read", "success"),
+            ("dsr.export", "success"),
+            ("work.close", "success"),
+        ],
+        "customer",
+        "self:write",
+    ),
+    ("GET", "/v1/receipts"): Case(
+        _get(lambda w: "/v1/receipts?limit=5"),
+        [("dsr.receipt", "success")],
+        "compliance_officer",
+        "audit:read",
+    ),
+    ("GET", "/v1/receipts/{receipt_id}"): Case(
+        _get(_receipt_path), [("dsr.receipt", "success")], "dpo", "audit:read"
+    ),
+    # retention
+    ("GET", "/v1/retention/policy"): Case(
+        _get(lambda w: "/v1/retention/policy"), [("retention.read", "success")], "dpo", "retention:manage"
+    ),
+    ("POST", "/v1/retention/sweeps"): Case(
+        _post(lambda w: "/v1/retention/sweeps", {"dry_run": True}),
+        [("retention.sweep", "success")],
+        "dpo",
+        "retention:manage",
+    ),
+    ("GET", "/v1/retention/sweeps"): Case(
+        _get(lambda w: "/v1/retention/sweeps"), [("retention.read", "success")], "dpo", "retention:manage"
+    ),
+    ("POST", "/v1/retention/holds"): Case(
+        _post_json(
+            lambda w: "/v1/retention/holds",
+            lambda w: {"customer_id": str(w.customers.john), "reason": "case 8"},
+        ),
+        [("retention.hold", "success")],
+        "dpo",
+        "retention:manage",
+    ),
+    ("GET", "/v1/retention/holds"): Case(
+        _get(lambda w: "/v1/retention/holds"), [("retention.read", "success")], "dpo", "retention:manage"
+    ),
+    ("POST", "/v1/retention/holds/{hold_id}/release"): Case(
+        _post(_hold_release_path, {"reason": "case closed"}),
+        [("retention.release", "success")],
+        "dpo",
+        "retention:manage",
+    ),
+    # work queues
+    ("GET", "/v1/work/items"): Case(
+        _get(lambda w: "/v1/work/items"), [("work.read", "success")], "department_agent", "work:manage"
+    ),
+    ("GET", "/v1/work/items/{item_id}"): Case(
+        _get(_work_item), [("work.read", "success")], "dpo", "work:manage"
+    ),
+    ("POST", "/v1/work/items/{item_id}/assign"): Case(
+        _post_json(lambda w: f"{_work_item(w)}/assign", lambda w: {"assignee": f"user:{uuid.uuid4()}"}),
+        [("work.assign", "success")],
+        "dpo",
+        "work:manage",
+    ),
+    ("POST", "/v1/work/items/{item_id}/close"): Case(
+        _post(lambda w: f"{_work_item(w)}/close"), [("work.close", "success")], "dpo", "work:manage"
     ),
     # the audit log
     ("GET", "/v1/audit/entries"): Case(

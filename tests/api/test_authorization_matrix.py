@@ -42,7 +42,8 @@ POLICY = FieldPolicy.default()
 CATALOG = ConsentCatalog.default()
 JOHN_GRANTS = {"marketing_email"}
 DEPARTMENT = {"department_agent": "sales"}
-PUBLIC = {"/", "/healthz", "/readyz", "/openapi.json"}
+PUBLIC = {"/", "/healthz", "/readyz", "/openapi.json", "/v1/dsr/downloads/{token}"}
+"""Routes without an OAuth scope; the export download is authorized by its single-use token instead."""
 
 
 @dataclass

@@ -38,8 +38,9 @@ from flask.typing import ResponseReturnValue
 
 from api.auditing import outcome_of
 from api.context import current_platform, current_request_id
-from api.errors import PROBLEM_JSON, VALIDATION_ERROR, Problem, ProblemSchema, problem_response
+from api.errors import PROBLEM_JSON, Problem, ProblemSchema, problem_response
 from api.oauth import current_principal, require_scope
+from api.paths import path_id, uuid_parameter
 from api.profiles import actor_of
 from api.smorest import Blueprint
 from cdp.access.gate import AccessDenied, Actor, UnknownPurpose
@@ -244,34 +245,6 @@ def dsr_service() -> DsrService:
     service = DsrService.for_platform(platform)
     current_app.extensions[_SERVICE_KEY] = service
     return service
-
-
-def invalid(location: str, field: str, message: str) -> Problem:
-    """A 422 shaped like marshmallow's own validation problems."""
-    return Problem(
-        422,
-        title="Request validation failed",
-        type=VALIDATION_ERROR,
-        detail="One or more request fields are invalid; see errors.",
-        extensions={"errors": {location: {field: [message]}}},
-    )
-
-
-def path_id(name: str, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise invalid("path", name, "Not a valid UUID.") from None
-
-
-def uuid_parameter(name: str, description: str) -> dict[str, Any]:
-    return {
-        "in": "path",
-        "name": name,
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", "format": "uuid"},
-    }
 
 
 def audit_read(action: str, subjects: Iterable[object], **details: str | int | bool) -> None:

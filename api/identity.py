@@ -17,7 +17,6 @@ ids the answer reveals; merges and splits are audited by the service in the tran
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,8 +26,9 @@ from flask import current_app
 from flask.typing import ResponseReturnValue
 
 from api.context import current_platform
-from api.errors import PROBLEM_JSON, VALIDATION_ERROR, Problem, ProblemSchema
+from api.errors import PROBLEM_JSON, Problem, ProblemSchema
 from api.oauth import current_principal, require_scope
+from api.paths import invalid, path_id, uuid_parameter
 from api.smorest import Blueprint
 from cdp.audit import AuditEvent, record_now
 from cdp.identity.service import EntityNotFound, IdentityError, IdentityService
@@ -198,34 +198,6 @@ def _service() -> IdentityService:
     return service
 
 
-def _invalid(location: str, field: str, message: str) -> Problem:
-    """A 422 shaped like marshmallow's own validation problems."""
-    return Problem(
-        422,
-        title="Request validation failed",
-        type=VALIDATION_ERROR,
-        detail="One or more request fields are invalid; see errors.",
-        extensions={"errors": {location: {field: [message]}}},
-    )
-
-
-def _path_id(name: str, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _invalid("path", name, "Not a valid UUID.") from None
-
-
-def _uuid_parameter(name: str, description: str) -> dict[str, Any]:
-    return {
-        "in": "path",
-        "name": name,
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", "format": "uuid"},
-    }
-
-
 @contextmanager
 def _identity_problems() -> Iterator[None]:
     """Service errors as problems; their messages name ids only, never values."""
@@ -258,7 +230,7 @@ _NOT_FOUND = {"schema": ProblemSchema, "content_type": PROBLEM_JSON}
 @blp.route(
     "/records/<record_id>/entity",
     methods=["GET"],
-    parameters=[_uuid_parameter("record_id", "Id of a source record")],
+    parameters=[uuid_parameter("record_id", "Id of a source record")],
 )
 @require_scope("identity:read", "identity.read")
 @blp.response(200, RecordEntitySchema)
@@ -267,7 +239,7 @@ _NOT_FOUND = {"schema": ProblemSchema, "content_type": PROBLEM_JSON}
 def record_entity(record_id: str) -> ResponseReturnValue:
     """The entity a record resolves to, with the ids of all its records."""
     service = _service()
-    record = _path_id("record_id", record_id)
+    record = path_id("record_id", record_id)
     with _identity_problems():
         entity_id = service.entity_of(record)
         members = service.members(entity_id)
@@ -278,7 +250,7 @@ def record_entity(record_id: str) -> ResponseReturnValue:
 @blp.route(
     "/entities/<entity_id>/explanation",
     methods=["GET"],
-    parameters=[_uuid_parameter("entity_id", "Id of an entity")],
+    parameters=[uuid_parameter("entity_id", "Id of an entity")],
 )
 @require_scope("identity:read", "identity.explain")
 @blp.response(200, EntityExplanationSchema)
@@ -286,7 +258,7 @@ def record_entity(record_id: str) -> ResponseReturnValue:
 @blp.doc(security=_READ)
 def entity_explanation(entity_id: str) -> ResponseReturnValue:
     """Why an entity holds its records: the scored links between members and any manual decisions."""
-    entity = _path_id("entity_id", entity_id)
+    entity = path_id("entity_id", entity_id)
     with _identity_problems():
         explanation = _service().explain_entity(entity)
     _audit_read(
@@ -352,7 +324,7 @@ def merge(body: dict[str, Any]) -> ResponseReturnValue:
 @blp.route(
     "/entities/<entity_id>/splits",
     methods=["POST"],
-    parameters=[_uuid_parameter("entity_id", "Id of the entity to split")],
+    parameters=[uuid_parameter("entity_id", "Id of the entity to split")],
 )
 @require_scope("identity:manage", "identity.split")
 @blp.arguments(SplitSchema)
@@ -362,12 +334,12 @@ def merge(body: dict[str, Any]) -> ResponseReturnValue:
 @blp.doc(security=_MANAGE)
 def split(body: dict[str, Any], entity_id: str) -> ResponseReturnValue:
     """Decide by hand that some records are not the same person as the rest of the entity."""
-    entity = _path_id("entity_id", entity_id)
+    entity = path_id("entity_id", entity_id)
     service = _service()
     with _identity_problems():
         members = set(service.members(entity))
         moving = set(body["record_ids"])
         if not moving < members:
-            raise _invalid("json", "record_ids", "Must be some, but not all, of the entity's records.")
+            raise invalid("json", "record_ids", "Must be some, but not all, of the entity's records.")
         entity_ids = service.split(entity, sorted(moving, key=str), actor=_actor(), reason=body["reason"])
     return {"entity_ids": entity_ids}

@@ -25,9 +25,10 @@ import marshmallow as ma
 from flask.typing import ResponseReturnValue
 
 from api.context import current_platform
-from api.dsr import ReceiptSchema, audit_read, dsr_service, invalid, path_id, uuid_parameter
+from api.dsr import ReceiptSchema, audit_read, dsr_service
 from api.errors import PROBLEM_JSON, Problem, ProblemSchema
 from api.oauth import current_principal, require_scope
+from api.paths import invalid, path_id, uuid_parameter
 from api.smorest import Blueprint
 from cdp.retention.holds import HoldError, HoldNotFound, HoldView, LegalHolds
 from cdp.retention.policy import RetentionConfigError, RetentionPolicy
@@ -217,30 +218,7 @@ def read_policy() -> ResponseReturnValue:
     """The retention policy in force: periods per category and obligations that outlive an erasure."""
     policy = _policy()
     audit_read("retention.read", (), policy_version=policy.version)
-    return {
-        "version": policy.version,
-        "sha256": policy.digest,
-        "categories": [
-            {
-                "name": c.name,
-                "line_of_business": c.line_of_business,
-                "keep": str(c.keep),
-                "anchor": c.anchor,
-                "description": c.description,
-            }
-            for c in policy.categories
-        ],
-        "obligations": [
-            {
-                "name": o.name,
-                "line_of_business": o.line_of_business,
-                "interaction_kinds": list(o.interaction_kinds),
-                "keep": str(o.keep),
-                "basis": o.basis,
-            }
-            for o in policy.obligations
-        ],
-    }
+    return policy.to_dict()
 
 
 @blp.route("/sweeps", methods=["POST"])

@@ -27,9 +27,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from api.context import current_platform
-from api.dsr import audit_read, dsr_service, invalid, path_id, uuid_parameter
+from api.dsr import audit_read, dsr_service
 from api.errors import PROBLEM_JSON, Problem, ProblemSchema
 from api.oauth import Principal, current_principal, require_scope
+from api.paths import invalid, path_id, uuid_parameter
 from api.smorest import Blueprint
 from cdp.dsr.routing import (
     CLOSED,

@@ -218,30 +218,9 @@ def retention_policy(state: _State, as_json: bool) -> None:
     if as_json:
         emit_json(
             {
-                "version": policy.version,
-                "sha256": policy.digest,
+                **policy.to_dict(),
                 "source": source,
                 "status": status,
-                "categories": [
-                    {
-                        "name": c.name,
-                        "line_of_business": c.line_of_business,
-                        "keep": str(c.keep),
-                        "anchor": c.anchor,
-                        "description": c.description,
-                    }
-                    for c in policy.categories
-                ],
-                "obligations": [
-                    {
-                        "name": o.name,
-                        "line_of_business": o.line_of_business,
-                        "interaction_kinds": list(o.interaction_kinds),
-                        "keep": str(o.keep),
-                        "basis": o.basis,
-                    }
-                    for o in policy.obligations
-                ],
             }
         )
         return

@@ -148,6 +148,32 @@ class RetentionPolicy:
             obligations=obligations,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "sha256": self.digest,
+            "categories": [
+                {
+                    "name": c.name,
+                    "line_of_business": c.line_of_business,
+                    "keep": str(c.keep),
+                    "anchor": c.anchor,
+                    "description": c.description,
+                }
+                for c in self.categories
+            ],
+            "obligations": [
+                {
+                    "name": o.name,
+                    "line_of_business": o.line_of_business,
+                    "interaction_kinds": list(o.interaction_kinds),
+                    "keep": str(o.keep),
+                    "basis": o.basis,
+                }
+                for o in self.obligations
+            ],
+        }
+
     def category_of(self, line_of_business: str) -> Category:
         for category in self.categories:
             if category.line_of_business == line_of_business:

@@ -71,6 +71,11 @@ class PolicySchema(ma.Schema):
     sha256 = ma.fields.String(metadata={"description": "Of the policy file's text"})
     categories = ma.fields.List(ma.fields.Nested(CategorySchema))
     obligations = ma.fields.List(ma.fields.Nested(ObligationSchema))
+    operational = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        metadata={"description": "Keep periods of quarantined rows and outbox messages"},
+    )
 
 
 class SweepBodySchema(ma.Schema):
@@ -99,6 +104,11 @@ class SweepReportSchema(ma.Schema):
     destroyed = ma.fields.Dict(metadata={"description": "What was destroyed, by kind and category"})
     retained_documents_destroyed = ma.fields.Integer(
         metadata={"description": "Pseudonymized documents whose legal obligation ran out"}
+    )
+    operational_destroyed = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        metadata={"description": "Quarantined rows and outbox messages past their keep period"},
     )
     batches = ma.fields.Integer()
     resumed = ma.fields.Boolean(metadata={"description": "It took over an interrupted sweep"})

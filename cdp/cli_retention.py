@@ -83,6 +83,8 @@ def _summary(report: SweepReport, policy: RetentionPolicy) -> tuple[Table, Table
         (f"records {verb}", f"{sum(report.expired.values()):,}"),
         ("records kept under legal hold", f"{sum(report.held.values()):,}"),
         (f"retained documents {verb} (obligation ran out)", f"{report.retained_destroyed:,}"),
+        (f"quarantined rows {verb}", f"{report.operational_destroyed.get('quarantined_rows', 0):,}"),
+        (f"outbox messages {verb}", f"{report.operational_destroyed.get('outbox_messages', 0):,}"),
     ]
     if not report.dry_run:
         rows += [

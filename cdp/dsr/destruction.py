@@ -377,9 +377,7 @@ class Destroyer:
                 self._core(delete(Interaction).where(Interaction.record_id.in_(chunk)))
             )
             outcome.versions += _count(
-                self._core(
-                    delete(SourceRecordVersion).where(SourceRecordVersion.record_id.in_(chunk))
-                )
+                self._core(delete(SourceRecordVersion).where(SourceRecordVersion.record_id.in_(chunk)))
             )
             self._core(delete(SourceRecord).where(SourceRecord.id.in_(chunk)))
         for chunk in _chunks(subject_ids):

@@ -89,6 +89,9 @@ class Obligation:
         return line_of_business == self.line_of_business and kind in self.interaction_kinds
 
 
+OPERATIONAL = ("quarantine", "outbox")
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     version: int
@@ -96,6 +99,8 @@ class RetentionPolicy:
     content: str
     categories: tuple[Category, ...]
     obligations: tuple[Obligation, ...]
+    operational: dict[str, Period]
+    """How long quarantined rows and outbox messages are kept (each must be named)."""
 
     @classmethod
     def load(cls, path: Path | None = None) -> RetentionPolicy:
@@ -115,7 +120,7 @@ class RetentionPolicy:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RetentionConfigError(f"retention policy is not valid TOML: {exc}") from None
-        _only(data, {"version", "category", "obligation"}, "retention policy")
+        _only(data, {"version", "category", "obligation", "operational"}, "retention policy")
         version = data.get("version")
         if not isinstance(version, int) or version < 1:
             raise RetentionConfigError("version: must be a positive integer")
@@ -140,12 +145,23 @@ class RetentionPolicy:
                 f"category: no retention period for {', '.join(sorted(missing))} (data would be kept forever)"
             )
         obligations = tuple(_obligation(i, raw) for i, raw in enumerate(data.get("obligation", [])))
+        raw_operational = data.get("operational")
+        if not isinstance(raw_operational, dict):
+            raise RetentionConfigError(f"operational: a table with {', '.join(OPERATIONAL)} is required")
+        _only(raw_operational, set(OPERATIONAL), "operational")
+        missing_operational = [name for name in OPERATIONAL if name not in raw_operational]
+        if missing_operational:
+            raise RetentionConfigError(f"operational: no period for {', '.join(missing_operational)}")
+        operational = {
+            name: Period.parse(raw_operational[name], f"operational.{name}") for name in OPERATIONAL
+        }
         return cls(
             version=version,
             digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
             content=text,
             categories=categories,
             obligations=obligations,
+            operational=operational,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +188,7 @@ class RetentionPolicy:
                 }
                 for o in self.obligations
             ],
+            "operational": {name: str(period) for name, period in self.operational.items()},
         }
 
     def category_of(self, line_of_business: str) -> Category:

@@ -33,6 +33,8 @@ from cdp.db import Database
 from cdp.db.models import (
     Interaction,
     LegalHold,
+    OutboxMessage,
+    QuarantinedRow,
     RetainedRecord,
     RetentionPolicyVersion,
     RetentionSweep,
@@ -45,6 +47,7 @@ from cdp.dsr.receipts import Receipts, SignedReceipt
 from cdp.errors import CdpError
 from cdp.retention.policy import Category, RetentionConfigError, RetentionPolicy
 from cdp.vault import Vault
+from cdp.vault.subjects import SubjectStore
 
 _LOCK_KEY = 0x63647072  # "cdpr": the sweep's PostgreSQL advisory lock
 
@@ -63,6 +66,8 @@ class SweepReport:
     held: Counter[str] = field(default_factory=Counter)
     destroyed: DestructionOutcome = field(default_factory=DestructionOutcome)
     retained_destroyed: int = 0
+    operational_destroyed: dict[str, int] = field(default_factory=dict)
+    """Quarantined rows and outbox messages past their keep period."""
     batches: int = 0
     resumed: bool = False
     seconds: float = 0.0
@@ -78,6 +83,7 @@ class SweepReport:
             "held_by_category": dict(sorted(self.held.items())),
             "destroyed": self.destroyed.to_dict(),
             "retained_documents_destroyed": self.retained_destroyed,
+            "operational_destroyed": dict(sorted(self.operational_destroyed.items())),
             "batches": self.batches,
             "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
@@ -178,6 +184,7 @@ class RetentionSweeper:
             if progress:
                 progress(done)
         report.retained_destroyed = self._expire_retained(as_of)
+        report.operational_destroyed = self._expire_operational(as_of)
         report.certificate = self._finish(sweep_id, as_of, report)
         report.expired = report.destroyed.by_category.copy()
         report.seconds = time.perf_counter() - started
@@ -195,6 +202,23 @@ class RetentionSweeper:
                     select(func.count()).select_from(RetainedRecord).where(RetainedRecord.retain_until <= at)
                 ).scalar_one()
             )
+            cutoffs = self._operational_cutoffs(at)
+            report.operational_destroyed = {
+                "quarantined_rows": int(
+                    session.execute(
+                        select(func.count())
+                        .select_from(QuarantinedRow)
+                        .where(QuarantinedRow.created_at < cutoffs["quarantine"])
+                    ).scalar_one()
+                ),
+                "outbox_messages": int(
+                    session.execute(
+                        select(func.count())
+                        .select_from(OutboxMessage)
+                        .where(OutboxMessage.created_at < cutoffs["outbox"])
+                    ).scalar_one()
+                ),
+            }
         return report
 
     def _lock(self, session: Session) -> None:
@@ -304,6 +328,30 @@ class RetentionSweeper:
         report.batches += 1
         return outcome.records
 
+    def _operational_cutoffs(self, as_of: datetime) -> dict[str, datetime]:
+        return {name: period.before(as_of) for name, period in self.policy.operational.items()}
+
+    def _expire_operational(self, as_of: datetime) -> dict[str, int]:
+        """Quarantined rows (their raw row's key is shredded) and outbox messages past their period."""
+        cutoffs = self._operational_cutoffs(as_of)
+        with self.db.transaction() as session:
+            holders = list(
+                session.execute(
+                    select(QuarantinedRow.subject_id).where(QuarantinedRow.created_at < cutoffs["quarantine"])
+                ).scalars()
+            )
+            quarantined = session.execute(
+                delete(QuarantinedRow).where(QuarantinedRow.created_at < cutoffs["quarantine"])
+            )
+            SubjectStore(session, self.vault.keys).shred(holders)
+            outbox = session.execute(
+                delete(OutboxMessage).where(OutboxMessage.created_at < cutoffs["outbox"])
+            )
+            return {
+                "quarantined_rows": int(quarantined.rowcount),  # type: ignore[attr-defined]
+                "outbox_messages": int(outbox.rowcount),  # type: ignore[attr-defined]
+            }
+
     def _expire_retained(self, as_of: datetime) -> int:
         """Pseudonymized documents whose legal obligation has run out go too."""
         with self.db.transaction() as session:
@@ -319,6 +367,8 @@ class RetentionSweeper:
             totals["retained_documents_destroyed"] = totals.get("retained_documents_destroyed", 0) + (
                 report.retained_destroyed
             )
+            for name, count in report.operational_destroyed.items():
+                totals[name] = totals.get(name, 0) + count
             certificate = Receipts(session, self.vault).issue(
                 "destruction_certificate",
                 {

@@ -38,6 +38,10 @@ OPERATOR = f"operator:{getpass.getuser()}"
 SHORT_POLICY = """
 version = 7
 
+[operational]
+quarantine = "1d"
+outbox = "1d"
+
 [[category]]
 name = "marketing_leads"
 line_of_business = "marketing"

@@ -144,3 +144,46 @@ def test_an_interaction_newer_than_the_cutoff_keeps_a_record_without_a_last_acti
         dry_run=True, now=datetime(2040, 1, 1, tzinfo=UTC)
     )
     assert report.expired["support_tickets"] == 1
+
+
+def test_old_quarantined_rows_and_outbox_messages_are_destroyed_with_the_raw_rows_key(
+    platform: Platform, world: World, tmp_path: Path
+) -> None:
+    from cdp.access.outbox import Outbox
+    from cdp.db.models import OutboxMessage, QuarantinedRow, Subject
+    from cdp.sources.ingest import IngestService
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("LeadId,FirstName,LastName,EMail\nL-9,Zoe,Bad,not-an-email\n", encoding="utf-8")
+    assert IngestService(platform.db, platform.vault).ingest_file("crm", bad).rejected == 1
+    with platform.db.transaction() as session:
+        holder = session.execute(select(QuarantinedRow.subject_id)).scalar_one()
+        subject = session.execute(select(SourceRecord.subject_id).limit(1)).scalar_one()
+        Outbox(session, platform.vault).put(
+            subject, purpose="test", recipient="a@example.com", subject="s", body="b"
+        )
+    policy = RetentionPolicy.load()
+    soon = datetime.now(UTC) + timedelta(days=31)  # the outbox's 30 days are over, quarantine's 90 not yet
+    assert RetentionSweeper(platform.db, platform.vault, policy).run(
+        dry_run=True, now=soon
+    ).operational_destroyed == {
+        "quarantined_rows": 0,
+        "outbox_messages": 1,
+    }
+    later = datetime.now(UTC) + timedelta(days=91)
+    report = RetentionSweeper(platform.db, platform.vault, policy).run(now=later)
+    assert report.operational_destroyed == {"quarantined_rows": 1, "outbox_messages": 1}
+    assert report.certificate is not None
+    assert report.certificate.content["destroyed"]["quarantined_rows"] == 1
+    with platform.db.read() as session:
+        assert session.execute(select(func.count()).select_from(QuarantinedRow)).scalar_one() == 0
+        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one() == 0
+        assert session.execute(select(Subject.wrapped_key).where(Subject.id == holder)).scalar_one() is None
+
+
+def test_a_policy_without_operational_periods_is_refused() -> None:
+    text = RetentionPolicy.load().content
+    without = text.replace('[operational]\nquarantine = "90d"\noutbox = "30d"\n', "")
+    assert without != text
+    with pytest.raises(RetentionConfigError, match="operational"):
+        RetentionPolicy.parse(without)

@@ -361,6 +361,10 @@ class Destroyer:
         doomed = _doomed_table(connection)
         connection.execute(delete(doomed))
         connection.execute(insert(doomed), [{"id": r} for r in record_ids])
+        if connection.dialect.name == "postgresql":
+            # A temporary table has no statistics until analyzed; without them the planner guesses it is
+            # large and scans whole tables instead of probing their indexes once per id.
+            connection.exec_driver_sql("ANALYZE cdp_doomed")
         ids = select(doomed.c.id)
 
         def gone(column: Any) -> int:

@@ -5,8 +5,6 @@ changed or deleted over HTTP."""
 from __future__ import annotations
 
 import base64
-import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,20 +14,18 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from joserfc import jwt
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from api import create_app
 from cdp.access.clients import ClientRepository
-from cdp.access.grants import GrantStore
 from cdp.access.roles import ROLE_SCOPES
 from cdp.consent.catalog import ConsentCatalog
 from cdp.consent.ledger import ConsentLedger
 from cdp.db.models import AuditEntry, ConsentEvent
 from cdp.db.types import utcnow
 from cdp.platform import Platform
-from cdp.vault.signing import ALG, SigningKeys
+from tests.api.tokens import customer_token
 from tests.profiles.fixtures import Customers, seed_customers
 
 EMAIL = {"purpose": "marketing_email", "channel": "email"}
@@ -58,44 +54,6 @@ class World:
             return int(session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one())
 
 
-def _self_token(platform: Platform, record_id: uuid.UUID) -> str:
-    """A signed-in customer's token that may also write (the coverage helper's are read-only): a sign-in
-    of a customer app, signed by the server's own key as the authorization code grant would issue it."""
-    scope = "self:read self:write"
-    with platform.db.transaction() as session:
-        app_client, _ = ClientRepository(session).create(
-            name="privacy centre",
-            role="customer",
-            scopes=scope.split(),
-            grant="authorization_code",
-            redirect_uris=["http://127.0.0.1:9/callback"],
-            public=True,
-        )
-        family_id = uuid.uuid4()
-        GrantStore(session).start_family(
-            family_id=family_id,
-            client_id=app_client.client_id,
-            principal=f"customer:{record_id}",
-            scope=scope,
-            ttl_seconds=600,
-        )
-        material = SigningKeys(session, platform.vault).active()
-    now = int(time.time())
-    claims = {
-        "iss": platform.settings.issuer,
-        "sub": f"customer:{record_id}",
-        "aud": platform.settings.api_audience,
-        "client_id": app_client.client_id,
-        "iat": now,
-        "exp": now + 300,
-        "jti": secrets.token_urlsafe(16),
-        "scope": scope,
-        "roles": ["customer"],
-        "sid": str(family_id),
-    }
-    return jwt.encode({"alg": ALG, "typ": "at+jwt", "kid": material.kid}, claims, material.private_key)
-
-
 @pytest.fixture
 def world(platform: Platform, tmp_path: Path) -> Iterator[World]:
     customers = seed_customers(platform, tmp_path)
@@ -116,8 +74,8 @@ def world(platform: Platform, tmp_path: Path) -> Iterator[World]:
         assert response.status_code == 200, response.get_json()
         tokens[role] = response.get_json()["access_token"]
         tokens[f"{role}_client"] = registered.client_id
-    tokens["maria"] = _self_token(platform, customers.maria_crm_record)
-    tokens["john"] = _self_token(platform, _john_record(platform, customers))
+    tokens["maria"] = customer_token(platform, customers.maria_crm_record)
+    tokens["john"] = customer_token(platform, _john_record(platform, customers))
     yield World(client, platform, customers, tokens)
 
 

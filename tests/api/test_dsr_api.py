@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import secrets
-import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
-from joserfc import jwt
 from sqlalchemy import select
 from werkzeug.test import EnvironBuilder, TestResponse
 
@@ -36,14 +34,13 @@ from api import create_app
 from api.dsr import REDACTED_DOWNLOAD_PATH
 from cdp.access.clients import ClientRepository
 from cdp.access.gate import Actor
-from cdp.access.grants import GrantStore
 from cdp.access.outbox import Outbox
 from cdp.access.roles import ROLE_SCOPES
 from cdp.db.models import AuditEntry, DsrRequest, EntityMember
 from cdp.dsr.receipts import SignedReceipt
 from cdp.dsr.service import DsrService
 from cdp.platform import Platform
-from cdp.vault.signing import ALG, SigningKeys
+from tests.api.tokens import customer_token
 from tests.dsr.world import World, seed_world
 
 PROBLEM = "application/problem+json"
@@ -70,44 +67,6 @@ def staff_client(
     )
     assert response.status_code == 200, response.get_json()
     return registered.client_id, str(response.get_json()["access_token"])
-
-
-def customer_token(platform: Platform, record_id: uuid.UUID) -> str:
-    """A signed-in customer's token (``self:read self:write``): a sign-in of a customer app, signed by
-    the server's own key as the authorization code grant would issue it."""
-    scope = "self:read self:write"
-    with platform.db.transaction() as session:
-        app_client, _ = ClientRepository(session).create(
-            name="privacy centre",
-            role="customer",
-            scopes=scope.split(),
-            grant="authorization_code",
-            redirect_uris=["http://127.0.0.1:9/callback"],
-            public=True,
-        )
-        family_id = uuid.uuid4()
-        GrantStore(session).start_family(
-            family_id=family_id,
-            client_id=app_client.client_id,
-            principal=f"customer:{record_id}",
-            scope=scope,
-            ttl_seconds=600,
-        )
-        material = SigningKeys(session, platform.vault).active()
-    now = int(time.time())
-    claims = {
-        "iss": platform.settings.issuer,
-        "sub": f"customer:{record_id}",
-        "aud": platform.settings.api_audience,
-        "client_id": app_client.client_id,
-        "iat": now,
-        "exp": now + 300,
-        "jti": secrets.token_urlsafe(16),
-        "scope": scope,
-        "roles": ["customer"],
-        "sid": str(family_id),
-    }
-    return jwt.encode({"alg": ALG, "typ": "at+jwt", "kid": material.kid}, claims, material.private_key)
 
 
 @dataclass

@@ -91,7 +91,7 @@ def sweep_run(backend: str, subjects: int) -> dict[str, float]:
         done = 0
         sweep_id, as_of, _ = one_by_one._acquire(AS_OF)
         report = SweepReport(sweep_id, False, as_of, policy.version)
-        while done < baseline_n and one_by_one._batch(sweep_id, as_of, report):
+        while done < baseline_n and one_by_one._batch(sweep_id, as_of, report)[0]:
             done += 1
         baseline_s = time.perf_counter() - started
         with platform.db.transaction() as session:  # hand the sweep over

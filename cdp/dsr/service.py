@@ -588,23 +588,21 @@ class DsrService:
     def resume(self, *, now: datetime | None = None) -> int:
         """Carry out every in-progress request (after a crash, or approvals made elsewhere)."""
         with self.db.read() as session:
-            ids = list(
-                session.execute(
-                    select(DsrRequest.id)
-                    .where(DsrRequest.status == "in_progress")
-                    .order_by(DsrRequest.received_at)
-                ).scalars()
-            )
+            pending = session.execute(
+                select(DsrRequest.id, DsrRequest.kind)
+                .where(DsrRequest.status == "in_progress")
+                .order_by(DsrRequest.received_at)
+            ).all()
         done = 0
-        for request_id in ids:
+        for request_id, kind in pending:
             try:
                 self.process(request_id, now=now)
                 done += 1
-            except (DsrError, VaultError) as exc:
+            except (CdpError, VaultError) as exc:  # one stuck request must not stop the others
                 record_now(
                     self.db,
                     AuditEvent(
-                        "dsr.erase",
+                        "dsr.erase" if kind == "erasure" else "dsr.export",
                         Outcome.FAILED,
                         "dsr",
                         (str(request_id),),

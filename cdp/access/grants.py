@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -343,13 +344,24 @@ class GrantStore:
 
     def revoke_principal(self, principal: str, reason: str = REVOKED_PRINCIPAL) -> int:
         """Revoke every active sign-in of one person (``user:<uuid>`` / ``customer:<uuid>``), e.g. on
-        erasure or "sign out everywhere". Returns how many families were revoked."""
-        result = self.session.execute(
-            update(OAuthTokenFamily)
-            .where(OAuthTokenFamily.principal == principal, OAuthTokenFamily.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        "sign out everywhere". Returns how many families were revoked."""
+        return self.revoke_principals([principal], reason)
+
+    def revoke_principals(self, principals: Sequence[str], reason: str = REVOKED_PRINCIPAL) -> int:
+        """Revoke every active sign-in of these people at once (an erasure batch); how many families."""
+        revoked = 0
+        now = utcnow()
+        for start in range(0, len(principals), 1000):
+            result = self.session.execute(
+                update(OAuthTokenFamily)
+                .where(
+                    OAuthTokenFamily.principal.in_(principals[start : start + 1000]),
+                    OAuthTokenFamily.revoked_at.is_(None),
+                )
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            revoked += int(result.rowcount)  # type: ignore[attr-defined]
+        return revoked
 
     def client_enabled(self, client_id: str) -> bool:
         disabled = self.session.execute(

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, MetaData, Table, Uuid, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from cdp.access.grants import GrantStore
 from cdp.audit.canonical import canonical_json
 from cdp.db.models import (
     BlindIndexEntry,
@@ -38,7 +39,6 @@ from cdp.db.models import (
     LoginCode,
     MatchDecision,
     MatchEdge,
-    OAuthTokenFamily,
     OutboxMessage,
     RetainedRecord,
     Source,
@@ -328,19 +328,7 @@ class Destroyer:
         return self.vault.blind.token("pseudonym", anchor)
 
     def _revoke_sign_ins(self, record_ids: list[uuid.UUID]) -> int:
-        revoked = 0
-        now = utcnow()
-        for chunk in _chunks(record_ids):
-            result = self.session.execute(
-                update(OAuthTokenFamily)
-                .where(
-                    OAuthTokenFamily.principal.in_([f"customer:{r}" for r in chunk]),
-                    OAuthTokenFamily.revoked_at.is_(None),
-                )
-                .values(revoked_at=now, revoked_reason="erased")
-            )
-            revoked += int(result.rowcount)  # type: ignore[attr-defined]
-        return revoked
+        return GrantStore(self.session).revoke_principals([f"customer:{r}" for r in record_ids], "erased")
 
     def _entities_of(self, record_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         entities: set[uuid.UUID] = set()

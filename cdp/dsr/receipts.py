@@ -63,16 +63,32 @@ class SignedReceipt:
             public_key or self.public_key, signed_message(self.statement), self.signature
         ):
             return False
+        return not self.envelope_mismatches()
+
+    def envelope_mismatches(self) -> list[str]:
+        """What the envelope says that its signed statement does not: the id, kind and time outside the
+        statement are not signed, so they count only where they agree with those inside."""
         try:
             signed = json.loads(self.statement)
         except ValueError:
-            return False
-        # The id, kind and time outside the statement are not signed: they must agree with those inside.
-        return bool(
-            signed.get("receipt_id") == str(self.id)
-            and signed.get("kind") == self.kind
-            and signed.get("issued_at") == timestamp(self.issued_at)
-        )
+            return ["statement"]
+        if not isinstance(signed, dict):
+            return ["statement"]
+        try:
+            stated_time: datetime | None = datetime.fromisoformat(
+                str(signed.get("issued_at", "")).replace("Z", "+00:00")
+            )
+        except ValueError:
+            stated_time = None
+        return [
+            name
+            for name, same in (
+                ("id", signed.get("receipt_id") == str(self.id)),
+                ("kind", signed.get("kind") == self.kind),
+                ("issue time", stated_time == self.issued_at),
+            )
+            if not same
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {

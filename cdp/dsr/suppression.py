@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from cdp.db.models import Suppression
@@ -103,6 +103,3 @@ class SuppressionList:
 
     def any(self) -> bool:
         return self.session.execute(select(Suppression.kind).limit(1)).first() is not None
-
-    def count(self) -> int:
-        return int(self.session.execute(select(func.count()).select_from(Suppression)).scalar_one())

@@ -39,7 +39,8 @@ MARIA_VALUES = (
     "García",
     "Garcia",
     "maria.garcia@example.com",
-    "7911",
+    "7911 123456",  # digits only where they cannot turn up by chance in a hex hash or id
+    "447911123456",
     "QQ123456C",
     "High Street",
     "SW1A",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.analytics import blp as analytics_blp
 from api.audit import blp as audit_blp
 from api.audit import self_blp as audit_self_blp
 from api.config import ApiConfig
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(receipts_blp)
     api.register_blueprint(retention_blp)
     api.register_blueprint(work_blp)
+    api.register_blueprint(analytics_blp)
     api.spec.components.security_scheme(
         "oauth2",
         {

@@ -1105,11 +1105,13 @@ def identity_show(state: _State, entity: str, reveal: bool) -> None:
 
 
 def _register_groups() -> None:
+    from cdp.cli_analytics import analytics
     from cdp.cli_audit import audit  # these import cdp.cli helpers lazily: no cycle at import time
     from cdp.cli_consent import consent
     from cdp.cli_dsr import dsr, receipts, work
     from cdp.cli_retention import retention
 
+    cli.add_command(analytics)
     cli.add_command(audit)
     cli.add_command(consent)
     cli.add_command(dsr)

@@ -83,6 +83,7 @@ def audited(platform: Platform, action: str, subjects: Sequence[str] = ()) -> It
     The block's transaction has rolled back by then, and any entry the service recorded in it, so the
     attempt is recorded in a transaction of its own: ids and the error class, never the input. A wrong
     verification code is the exception: the service already committed its ``denied`` entry."""
+    from cdp.analytics.errors import SegmentNotFound
     from cdp.audit import AuditEvent, Outcome, record_now
     from cdp.dsr.receipts import ReceiptNotFound
     from cdp.dsr.routing import WorkItemNotFound
@@ -94,7 +95,9 @@ def audited(platform: Platform, action: str, subjects: Sequence[str] = ()) -> It
     except VerificationFailed:
         raise
     except Exception as exc:
-        missing = isinstance(exc, DsrNotFound | ReceiptNotFound | HoldNotFound | WorkItemNotFound)
+        missing = isinstance(
+            exc, DsrNotFound | ReceiptNotFound | HoldNotFound | WorkItemNotFound | SegmentNotFound
+        )
         record_now(
             platform.db,
             AuditEvent(

@@ -68,6 +68,11 @@ class Settings:
     """A retention policy TOML to use instead of the packaged one."""
     retention_sweep_cron: str = "0 3 * * *"
     """When the scheduled retention sweep runs (crontab syntax, UTC)."""
+    analytics_model_file: Path | None = None
+    """An analytics model TOML (revenue kinds, rates, costs, k, CLV and churn settings) to use instead of
+    the packaged ``cdp/analytics/model.toml``."""
+    analytics_check_seconds: int = 300
+    """How often the scheduler looks for segments whose own schedule is due."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -110,6 +115,8 @@ class Settings:
             raise ConfigurationError("dsr_export_ttl_hours must be between 1 and 720")
         if not 1 <= self.dsr_code_ttl_minutes <= 1440:
             raise ConfigurationError("dsr_code_ttl_minutes must be between 1 and 1440")
+        if not 30 <= self.analytics_check_seconds <= 86400:
+            raise ConfigurationError("analytics_check_seconds must be between 30 and 86400")
         if len(self.retention_sweep_cron.split()) != 5:
             raise ConfigurationError("retention_sweep_cron must have five fields, e.g. '0 3 * * *'")
         if not 2 <= self.sqlite_cache_mib <= 4096:
@@ -164,6 +171,8 @@ _ENV_NAMES = {
     "CDP_DSR_CODE_TTL_MINUTES": "dsr_code_ttl_minutes",
     "CDP_RETENTION_POLICY_FILE": "retention_policy_file",
     "CDP_RETENTION_SWEEP_CRON": "retention_sweep_cron",
+    "CDP_ANALYTICS_MODEL_FILE": "analytics_model_file",
+    "CDP_ANALYTICS_CHECK_SECONDS": "analytics_check_seconds",
 }
 
 

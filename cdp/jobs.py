@@ -4,6 +4,8 @@
 - **housekeeping** (every minute): carries out data-subject requests left in progress (after a crash or an
   approval given elsewhere), shreds export archives nobody downloaded in time, routes new complaints to
   department queues and escalates overdue work, prunes expired tokens and sign-in codes.
+- **segment schedules** (every ``analytics_check_seconds``): evaluates the saved segments whose own cron
+  schedule is due and records their sizes (each due segment is claimed by one worker).
 - **retention sweep** (``retention_sweep_cron``, UTC): in a *persistent* job store (the ``apscheduler_jobs``
   table), so its schedule survives restarts and a run missed while the server was down (within six hours)
   runs once when it comes back. Every worker schedules it; the sweep's own lease lets one run and the
@@ -105,6 +107,18 @@ def _prune_sign_ins(platform: Platform) -> None:
         CustomerSignIn(session, platform.vault, platform.settings).prune()
 
 
+def analytics_tick(platform: Platform) -> None:
+    from cdp.analytics.service import AnalyticsService
+
+    try:
+        with acting_as(AuditActor.system("analytics")):
+            done = AnalyticsService.for_platform(platform).evaluate_due()
+        if done:
+            logger.info("evaluated %d scheduled segment(s)", len(done))
+    except Exception as exc:
+        logger.warning("scheduled segment evaluation failed: %s", type(exc).__name__)
+
+
 def retention_sweep_job(name: str = "default") -> None:
     """The scheduled sweep: a module-level function, so the persistent store can name it."""
     from cdp.retention.policy import RetentionPolicy
@@ -156,6 +170,15 @@ def start_background_jobs(platform: Platform, *, name: str = "default") -> Backg
         args=[platform],
         seconds=60,
         id="housekeeping",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        analytics_tick,
+        "interval",
+        args=[platform],
+        seconds=settings.analytics_check_seconds,
+        id="analytics-segments",
         max_instances=1,
         coalesce=True,
     )

@@ -155,3 +155,37 @@ def test_housekeeping_carries_out_requests_left_in_progress(platform: Platform, 
     assert request.status == "in_progress"  # the process that opened it died before carrying it out
     housekeeping_tick(platform)
     assert DsrService.for_platform(platform).get(request.id).status == "completed"
+
+
+def test_the_analytics_tick_evaluates_due_segments_as_the_system(platform: Platform) -> None:
+    from datetime import timedelta
+
+    from cdp.analytics.service import AnalyticsService
+    from cdp.db.models import AnalyticsSegment, AnalyticsSegmentSnapshot
+    from cdp.db.types import utcnow
+    from cdp.jobs import analytics_tick
+
+    service = AnalyticsService.for_platform(platform)
+    view = service.create_segment(
+        {"name": "everyone", "schedule": "0 4 * * *", "match": {"not": {"department": "nowhere"}}},
+        actor="user:analyst",
+    )
+    analytics_tick(platform)  # not due yet
+    with platform.db.transaction() as session:
+        assert session.execute(select(func.count()).select_from(AnalyticsSegmentSnapshot)).scalar_one() == 0
+        row = session.get(AnalyticsSegment, view.id)
+        assert row is not None
+        row.next_run_at = utcnow() - timedelta(minutes=1)
+    analytics_tick(platform)
+    with platform.db.read() as session:
+        snapshots = list(session.execute(select(AnalyticsSegmentSnapshot)).scalars())
+        row = session.get(AnalyticsSegment, view.id)
+        assert row is not None and row.next_run_at is not None and row.next_run_at > utcnow()
+    assert [(s.trigger, s.actor) for s in snapshots] == [("schedule", "system:analytics")]
+    runs = [e for e in _entries(platform) if e.action == "analytics.run"]
+    assert [(e.actor, e.outcome) for e in runs] == [("system:analytics", "success")]
+
+
+def _entries(platform: Platform) -> list[AuditEntry]:
+    with platform.db.read() as session:
+        return list(session.execute(select(AuditEntry).order_by(AuditEntry.recorded_at)).scalars())

@@ -16,7 +16,8 @@ SCOPES: dict[str, str] = {
     "sources:manage": "Register sources and their mappings, retry or discard quarantined rows",
     "profiles:read": "Read customer profiles through the access gate",
     "profiles:write": "Correct customer data",
-    "analytics:read": "Run segments and analytics on consented data",
+    "analytics:read": "Run segments and analytics on consented data (aggregates only)",
+    "analytics:manage": "Define, change and delete segment definitions",
     "audit:read": "Search and export the audit log",
     "dsr:manage": "Handle data-subject requests: open on a customer's behalf, approve, reject, carry out",
     "retention:manage": "Place and release legal holds, run retention sweeps, read destruction certificates",
@@ -34,7 +35,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
         {"ingest", "sources:read", "profiles:read", "profiles:write", "work:manage"}
     ),
     "support_agent": frozenset({"ingest", "sources:read", "profiles:read", "work:manage"}),
-    "marketing_analyst": frozenset({"analytics:read", "profiles:read"}),
+    "marketing_analyst": frozenset({"analytics:read", "analytics:manage", "profiles:read"}),
     "compliance_officer": frozenset({"audit:read", "sources:read", "profiles:read", "identity:read"}),
     "dpo": frozenset(
         {

@@ -97,6 +97,10 @@ ACTIONS: dict[str, str] = {
     "retention.hold": "Place a legal hold",
     "retention.release": "Release a legal hold",
     "suppression.match": "An ingested row matched an erased person and was quarantined",
+    # analytics on consented data (aggregates only)
+    "analytics.run": "Run an analysis or evaluate a segment on the customers the purpose covers",
+    "analytics.segments": "Create, change or delete a segment definition",
+    "analytics.read": "List segment definitions or read a segment's size over time",
     # routing of requests and complaints
     "work.route": "Route a request or complaint to a department queue",
     "work.read": "Read a department queue",

@@ -134,6 +134,19 @@ class PurposeState:
         }
 
 
+@dataclass(frozen=True)
+class PurposeStanding:
+    """Whether a purpose holds, for all customers: ``listed`` are the holders of a purpose that needs a
+    grant, or the objectors to one that does not."""
+
+    purpose: str
+    needs_grant: bool
+    listed: frozenset[uuid.UUID]
+
+    def holds(self, entity_id: uuid.UUID) -> bool:
+        return (entity_id in self.listed) == self.needs_grant
+
+
 def event_of(row: Any) -> RecordedEvent:
     """A :class:`RecordedEvent` from a ``consent_event`` row (ORM object or Core row)."""
     return RecordedEvent(
@@ -395,6 +408,39 @@ class ConsentLedger:
             if not purpose.needs_grant:
                 out[name]["holds"] += silent
         return out
+
+    def standing(self, target: Connection, purpose: str, *, now: datetime | None = None) -> PurposeStanding:
+        """Who the purpose holds for now, for every customer at once (analytics asks this of millions).
+
+        Only this purpose's events are read. A purpose that needs a grant holds for the customers listed
+        (everyone else has never granted it); any other purpose holds for everyone but the customers
+        listed (those who objected)."""
+        found = self.catalog.purposes.get(purpose)
+        if found is None:
+            raise InvalidConsent(f"unknown purpose {purpose!r}")
+        moment = now or utcnow()
+        rows = target.execute(
+            select(EntityMember.entity_id.label("entity_id"), _EVENTS)
+            .join(EntityMember, EntityMember.record_id == _EVENTS.c.record_id)
+            .where(_EVENTS.c.purpose == purpose)
+        ).all()
+        by_entity: dict[uuid.UUID, list[RecordedEvent]] = {}
+        for row in rows:
+            by_entity.setdefault(row.entity_id, []).append(event_of(row))
+        listed: set[uuid.UUID] = set()
+        for entity_id, events in by_entity.items():
+            latest: dict[str, RecordedEvent] = {}
+            for event in events:
+                current = latest.get(event.channel)
+                if current is None or (event.occurred_at, _ACTION_RANK[event.action]) > (
+                    current.occurred_at,
+                    _ACTION_RANK[current.action],
+                ):
+                    latest[event.channel] = event
+            channels = [_channel_state(c, latest.get(c), moment) for c in found.channels]
+            if _holds(found, channels) == found.needs_grant:
+                listed.add(entity_id)
+        return PurposeStanding(purpose, found.needs_grant, frozenset(listed))
 
     # -- the gate's consent check ---------------------------------------------------------------------
 

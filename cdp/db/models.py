@@ -807,6 +807,45 @@ class WorkItem(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AnalyticsSegment(Base):
+    """A saved segment definition (JSON, see :mod:`cdp.analytics.segments`). No member list is ever
+    stored: a segment is re-evaluated on the consenting population each time, so withdrawal and erasure
+    take effect at the next evaluation."""
+
+    __tablename__ = "analytics_segment"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    purpose: Mapped[str] = mapped_column(String(16))
+    schedule: Mapped[str | None] = mapped_column(String(100))
+    definition: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class AnalyticsSegmentSnapshot(Base):
+    """A segment's size at one evaluation (counts over time). The exact size is kept; outputs suppress it
+    when the group is smaller than k."""
+
+    __tablename__ = "analytics_segment_snapshot"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    segment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("analytics_segment.id", ondelete="CASCADE"), index=True
+    )
+    segment_version: Mapped[int] = mapped_column(Integer)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    population: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``on_demand`` or ``schedule``."""
+    actor: Mapped[str] = mapped_column(String(200))
+
+
 SCHEDULER_JOBS = Table(
     "apscheduler_jobs",
     Base.metadata,

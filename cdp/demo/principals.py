@@ -26,7 +26,7 @@ CREDENTIALS_FILE = "credentials.txt"
 STAFF = (
     ("support", "support_agent", None, ("profiles:read",)),
     ("sales", "department_agent", "sales", ("profiles:read", "sources:read")),
-    ("marketing", "marketing_analyst", None, ("profiles:read", "analytics:read")),
+    ("marketing", "marketing_analyst", None, ("profiles:read", "analytics:read", "analytics:manage")),
     ("compliance", "compliance_officer", None, ("profiles:read", "audit:read", "identity:read")),
     ("dpo", "dpo", None, ("profiles:read", "dsr:manage", "consent:manage", "identity:read")),
     ("steward", "data_steward", None, ("identity:read", "identity:manage")),

@@ -30,6 +30,8 @@ class SeedResult:
     ingests: list[IngestSummary] = field(default_factory=list)
     resolution: dict[str, Any] | None = None
     """The batch identity-resolution report (counts only), when the seed ran it."""
+    segments: list[str] = field(default_factory=list)
+    """Example analytics segments created by this seed (none when they existed already)."""
 
     @property
     def records(self) -> int:
@@ -95,4 +97,47 @@ def seed(
         report("resolve", 0, 1)
         result.resolution = IdentityService(db, vault).resolve_all()
         report("resolve", 1, 1)
+    result.segments = seed_segments(db, vault)
     return result
+
+
+EXAMPLE_SEGMENTS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "billing-complainers",
+        "description": "Billing customers who complained in the last 90 days and accept marketing email",
+        "schedule": "0 4 * * *",
+        "match": {
+            "all": [
+                {"department": "billing"},
+                {"interactions": {"kind": ["complaint"], "within_days": 90}, "min": 1},
+                {"consent": "marketing_email"},
+            ]
+        },
+    },
+    {
+        "name": "lapsing-valuable",
+        "description": "Good customers who stopped buying: RFM at risk or cannot lose",
+        "schedule": "0 4 * * 1",
+        "match": {"rfm_segment": ["at_risk", "cannot_lose"]},
+    },
+    {
+        "name": "support-heavy",
+        "description": "Three or more support contacts in the last year",
+        "match": {"interactions": {"department": ["support"], "within_days": 365}, "min": 3},
+    },
+)
+"""Segments a demo starts with, so the analytics have something to show (definitions only)."""
+
+
+def seed_segments(db: Database, vault: Vault) -> list[str]:
+    """Create the example segments that do not exist yet; returns the names created."""
+    from cdp.analytics.service import AnalyticsService
+
+    service = AnalyticsService(db, vault)
+    existing = {view.name for view in service.segments()}
+    created = []
+    for definition in EXAMPLE_SEGMENTS:
+        if definition["name"] not in existing:
+            service.create_segment(definition, actor="system:demo")
+            created.append(str(definition["name"]))
+    return created

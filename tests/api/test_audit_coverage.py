@@ -326,6 +326,27 @@ def _work_item(w: World) -> str:
     return f"/v1/work/items/{item.id}"
 
 
+def _segment(w: World) -> str:
+    """A saved segment (a fresh one per call: a case may delete it)."""
+    from cdp.analytics.service import AnalyticsService
+
+    name = f"coverage-{uuid.uuid4().hex[:8]}"
+    AnalyticsService.for_platform(w.platform).create_segment(
+        {"name": name, "match": {"department": "sales"}}, actor="user:coverage"
+    )
+    return name
+
+
+def _segment_body(w: World) -> dict[str, Any]:
+    return {"name": f"coverage-{uuid.uuid4().hex[:8]}", "match": {"department": "sales"}}
+
+
+def _send(method: str, path: Callable[[World], str], body: Callable[[World], Any] | None = None) -> Call:
+    return lambda w, headers: w.client.open(
+        path(w), method=method, json=body(w) if body else None, headers=headers
+    )
+
+
 def _post(path: Callable[[World], str], body: dict[str, Any] | None = None) -> Call:
     return lambda w, headers: w.client.post(path(w), json=body or {}, headers=headers)
 
@@ -625,6 +646,67 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/v1/work/items/{item_id}/close"): Case(
         _post(lambda w: f"{_work_item(w)}/close"), [("work.close", "success")], "dpo", "work:manage"
+    ),
+    # analytics
+    ("GET", "/v1/analytics/segments"): Case(
+        _get(lambda w: "/v1/analytics/segments"),
+        [("analytics.read", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("POST", "/v1/analytics/segments"): Case(
+        _post_json(lambda w: "/v1/analytics/segments", _segment_body),
+        [("analytics.segments", "success")],
+        "marketing_analyst",
+        "analytics:manage",
+    ),
+    ("POST", "/v1/analytics/segments/preview"): Case(
+        _post_json(lambda w: "/v1/analytics/segments/preview", _segment_body),
+        [("analytics.run", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("GET", "/v1/analytics/segments/{segment}"): Case(
+        _get(lambda w: f"/v1/analytics/segments/{_segment(w)}"),
+        [("analytics.read", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("PUT", "/v1/analytics/segments/{segment}"): Case(
+        _send("PUT", lambda w: f"/v1/analytics/segments/{_segment(w)}", _segment_body),
+        [("analytics.segments", "success")],
+        "marketing_analyst",
+        "analytics:manage",
+    ),
+    ("DELETE", "/v1/analytics/segments/{segment}"): Case(
+        _send("DELETE", lambda w: f"/v1/analytics/segments/{_segment(w)}"),
+        [("analytics.segments", "success")],
+        "marketing_analyst",
+        "analytics:manage",
+    ),
+    ("POST", "/v1/analytics/segments/{segment}/evaluate"): Case(
+        _post(lambda w: f"/v1/analytics/segments/{_segment(w)}/evaluate"),
+        [("analytics.run", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("GET", "/v1/analytics/segments/{segment}/history"): Case(
+        _get(lambda w: f"/v1/analytics/segments/{_segment(w)}/history"),
+        [("analytics.read", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("GET", "/v1/analytics/{analysis}"): Case(
+        _get(lambda w: "/v1/analytics/rfm"),
+        [("analytics.run", "success")],
+        "marketing_analyst",
+        "analytics:read",
+    ),
+    ("GET", "/v1/analytics/charts/{chart}.{fmt}"): Case(
+        _get(lambda w: "/v1/analytics/charts/channel-mix.svg"),
+        [("analytics.run", "success")],
+        "marketing_analyst",
+        "analytics:read",
     ),
     # the audit log
     ("GET", "/v1/audit/entries"): Case(

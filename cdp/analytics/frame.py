@@ -202,9 +202,11 @@ class Purchases:
         model = dataset.model
         revenue_rows = frame.kind_mask(model.revenue_kinds) & ~np.isnan(frame.amount) & (frame.amount > 0)
         refund_rows = frame.kind_mask(model.refund_kinds) & ~np.isnan(frame.amount)
-        revenue = np.zeros(n)
-        np.add.at(revenue, frame.customer[revenue_rows], frame.amount[revenue_rows])
-        np.add.at(revenue, frame.customer[refund_rows], -np.abs(frame.amount[refund_rows]))
+        sales = np.bincount(frame.customer[revenue_rows], weights=frame.amount[revenue_rows], minlength=n)
+        refunds = np.bincount(
+            frame.customer[refund_rows], weights=np.abs(frame.amount[refund_rows]), minlength=n
+        )
+        revenue = np.asarray(sales - refunds, dtype=np.float64)
 
         customer = frame.customer[revenue_rows]
         day = np.floor(frame.day[revenue_rows])

@@ -41,7 +41,7 @@ OTHER_PEOPLE = (
     "john.smith",
     "Smith",
     "Manchester",
-    "7400",
+    "7400123456",  # John's phone as digits (four digits alone turn up in SHA-256s and ids by chance)
     "Hello",  # John's CRM activity
     "ana.silva",
     "Silva",

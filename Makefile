@@ -19,6 +19,7 @@ bench:
 	.venv/bin/python -m bench.http_reads
 	.venv/bin/python -m bench.audit
 	.venv/bin/python -m bench.retention
+	.venv/bin/python -m bench.analytics
 
 venv:
 	bash scripts/venv.sh

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
 from sqlalchemy import Connection, select
 
 from cdp.analytics.config import AnalyticsModel
@@ -132,6 +134,21 @@ def load_dataset(
     )
 
 
+class _Codes:
+    """Stable integer codes for an open vocabulary, assigned across partitions."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+
+    def encode(self, values: Sequence[str]) -> NDArray[np.int16]:
+        local, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
+        mapping = np.array([self.names.setdefault(str(u), len(self.names)) for u in uniques], dtype=np.int16)
+        return mapping[local] if len(mapping) else np.zeros(len(values), dtype=np.int16)
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(tuple(self.names))
+
+
 def _interactions(
     connection: Connection,
     vault: Vault,
@@ -140,19 +157,16 @@ def _interactions(
     as_of: float,
     customers: int,
 ) -> tuple[InteractionFrame, int]:
-    channels: dict[str, int] = {}
-    kinds: dict[str, int] = {}
-    departments: dict[str, int] = {}
-    customer: list[int] = []
-    day: list[float] = []
-    channel: list[int] = []
-    direction: list[int] = []
-    kind: list[int] = []
-    department: list[int] = []
-    amount: list[float] = []
+    """One pass over the interaction metadata, converted to numpy a partition at a time (a million
+    customers have some ten million interactions: Python lists of them would not fit in memory)."""
+    channels, kinds, departments = _Codes(), _Codes(), _Codes()
+    parts: dict[str, list[NDArray[Any]]] = {
+        name: [] for name in ("customer", "day", "channel", "direction", "kind", "department")
+    }
+    money_ids: list[NDArray[np.object_]] = []
+    money_rows: list[NDArray[np.intp]] = []
     money_kinds = model.revenue_kinds | model.refund_kinds
-    pending: list[tuple[int, Any]] = []
-    unconverted = 0
+    kept = 0
     result = connection.execution_options(yield_per=_BATCH).execute(
         select(
             Interaction.id,
@@ -164,38 +178,50 @@ def _interactions(
             Interaction.department,
         )
     )
-    nan = float("nan")
-    for row_id, record_id, occurred_at, ch, dirn, kd, dept in result:
-        index = record_customer.get(record_id)
-        if index is None:
-            continue
-        at = to_day(occurred_at)
-        if at > as_of:
-            continue
-        customer.append(index)
-        day.append(at)
-        channel.append(channels.setdefault(ch, len(channels)))
-        direction.append(OUTBOUND if dirn == "outbound" else INBOUND)
-        kind.append(kinds.setdefault(kd, len(kinds)))
-        department.append(departments.setdefault(dept, len(departments)))
-        amount.append(nan)
-        if kd in money_kinds:
-            pending.append((len(amount) - 1, row_id))
-    if pending:
-        amounts, unconverted = _amounts(connection, vault, model, pending)
-        for position, value in amounts:
+    for partition in result.partitions():
+        ids, records, times, chs, dirs, kds, depts = zip(*partition, strict=True)
+        count = len(ids)
+        customer = np.fromiter((record_customer.get(r, -1) for r in records), dtype=np.int32, count=count)
+        day = np.fromiter((to_day(t) for t in times), dtype=np.float64, count=count)
+        keep = (customer >= 0) & (day <= as_of)
+        kind_names = np.array(kds, dtype=object)
+        parts["customer"].append(customer[keep])
+        parts["day"].append(day[keep])
+        parts["channel"].append(channels.encode(np.array(chs, dtype=object)[keep].tolist()))
+        parts["direction"].append(
+            np.where(np.array(dirs, dtype=object)[keep] == "outbound", OUTBOUND, INBOUND)
+        )
+        parts["kind"].append(kinds.encode(kind_names[keep].tolist()))
+        parts["department"].append(departments.encode(np.array(depts, dtype=object)[keep].tolist()))
+        money = np.isin(kind_names[keep], list(money_kinds))
+        money_ids.append(np.array(ids, dtype=object)[keep][money])
+        money_rows.append(np.flatnonzero(money) + kept)
+        kept += int(keep.sum())
+
+    def joined(name: str, dtype: Any) -> NDArray[Any]:
+        return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.zeros(0, dtype=dtype)
+
+    amount = np.full(kept, np.nan)
+    unconverted = 0
+    if money_ids:
+        positions = np.concatenate(money_rows)
+        row_ids = np.concatenate(money_ids)
+        found, unconverted = _amounts(
+            connection, vault, model, list(zip(positions.tolist(), row_ids, strict=True))
+        )
+        for position, value in found:
             amount[position] = value
     frame = InteractionFrame(
-        customer=np.array(customer, dtype=np.int32),
-        day=np.array(day, dtype=np.float64),
-        channel=np.array(channel, dtype=np.int16),
-        direction=np.array(direction, dtype=np.int8),
-        kind=np.array(kind, dtype=np.int16),
-        department=np.array(department, dtype=np.int16),
-        amount=np.array(amount, dtype=np.float64),
-        channels=Vocabulary(tuple(channels)),
-        kinds=Vocabulary(tuple(kinds)),
-        departments=Vocabulary(tuple(departments)),
+        customer=joined("customer", np.int32),
+        day=joined("day", np.float64),
+        channel=joined("channel", np.int16),
+        direction=joined("direction", np.int8),
+        kind=joined("kind", np.int16),
+        department=joined("department", np.int16),
+        amount=amount,
+        channels=channels.vocabulary(),
+        kinds=kinds.vocabulary(),
+        departments=departments.vocabulary(),
     )
     order = np.lexsort((frame.day, frame.customer))
     return frame.take(order, np.arange(customers, dtype=np.int32)), unconverted

@@ -217,8 +217,14 @@ class Purchases:
         repeat_mean = np.full(n, np.nan)
         if customer.shape[0]:
             # one row per (customer, day) with the day's total
-            order = np.lexsort((day, customer))
-            customer, day, amount = customer[order], day[order], amount[order]
+            ordered = bool(
+                np.all(
+                    (customer[1:] > customer[:-1]) | ((customer[1:] == customer[:-1]) & (day[1:] >= day[:-1]))
+                )
+            )
+            if not ordered:  # frames from load_dataset come sorted; hand-built ones may not
+                order = np.lexsort((day, customer))
+                customer, day, amount = customer[order], day[order], amount[order]
             new_group = np.ones(customer.shape[0], dtype=bool)
             new_group[1:] = (customer[1:] != customer[:-1]) | (day[1:] != day[:-1])
             group_start = np.flatnonzero(new_group)

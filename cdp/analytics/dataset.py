@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, Float, String, cast, func, select
 
 from cdp.analytics.config import AnalyticsModel
 from cdp.analytics.frame import (
     INBOUND,
     OUTBOUND,
+    SECONDS_PER_DAY,
     CustomerFrame,
     Dataset,
     InteractionFrame,
@@ -44,6 +45,7 @@ everyone but objectors) and ``profiling`` (scores that tailor treatment of a per
 
 ATTRIBUTES = ("country", "birth_year")
 _BATCH = 50_000
+_JULIAN_DAY_OF_EPOCH = 2440587.5
 
 
 def load_dataset(
@@ -79,19 +81,26 @@ def load_dataset(
     line_code: dict[str, int] = {}
     index_of: dict[uuid.UUID, int] = {}
     record_customer: dict[uuid.UUID, int] = {}
+    record_key: dict[str, int] = {}
+    """The same map keyed by the record id's text as the database renders it: the interaction scans
+    fetch it so, sparing a UUID object per row (a million customers have ten million interactions)."""
     ids: list[uuid.UUID] = []
     masks: list[int] = []
     first_seen: list[float] = []
     excluded: set[uuid.UUID] = set()
     rows = connection.execute(
         select(
-            EntityMember.entity_id, EntityMember.record_id, SourceRecord.ingested_at, Source.line_of_business
+            EntityMember.entity_id,
+            EntityMember.record_id,
+            cast(EntityMember.record_id, String),
+            SourceRecord.ingested_at,
+            Source.line_of_business,
         )
         .join(SourceRecord, SourceRecord.id == EntityMember.record_id)
         .join(Source, Source.id == SourceRecord.source_id)
         .order_by(EntityMember.entity_id)
     )
-    for entity_id, record_id, ingested_at, line in rows:
+    for entity_id, record_id, record_text, ingested_at, line in rows:
         index = index_of.get(entity_id)
         if index is None:
             if not standing.holds(entity_id):
@@ -108,8 +117,9 @@ def load_dataset(
         masks[index] |= 1 << code
         first_seen[index] = min(first_seen[index], to_day(ingested_at))
         record_customer[record_id] = index
+        record_key[record_text] = index
 
-    interactions, unconverted = _interactions(connection, vault, model, record_customer, as_of_day, len(ids))
+    interactions, unconverted = _interactions(connection, vault, model, record_key, as_of_day, len(ids))
     first = np.minimum(np.array(first_seen, dtype=np.float64), as_of_day)
     if len(interactions.customer):
         earliest = np.full(len(ids), np.inf)
@@ -149,68 +159,102 @@ class _Codes:
         return Vocabulary(tuple(self.names))
 
 
+def _days_since_epoch(connection: Connection) -> ColumnElement[Any]:
+    """``occurred_at`` as days since the epoch, computed by the database: converting ten million
+    timestamps in Python costs more than the rest of the scan."""
+    if connection.dialect.name == "sqlite":
+        return (func.julianday(Interaction.occurred_at) - _JULIAN_DAY_OF_EPOCH).label("day")
+    seconds = cast(func.extract("epoch", Interaction.occurred_at), Float)
+    return (seconds / SECONDS_PER_DAY).label("day")
+
+
 def _interactions(
     connection: Connection,
     vault: Vault,
     model: AnalyticsModel,
-    record_customer: dict[uuid.UUID, int],
+    record_key: dict[str, int],
     as_of: float,
     customers: int,
 ) -> tuple[InteractionFrame, int]:
-    """One pass over the interaction metadata, converted to numpy a partition at a time (a million
-    customers have some ten million interactions: Python lists of them would not fit in memory)."""
-    channels, kinds, departments = _Codes(), _Codes(), _Codes()
+    """Two scans, converted to numpy a partition at a time (a million customers have some ten million
+    interactions; Python lists of them would not fit in memory): the metadata of every interaction that
+    carries no money, then the revenue and refund rows with their encrypted details and their subjects'
+    wrapped keys, decrypted here (amount and currency only are kept)."""
+    codes = {name: _Codes() for name in ("channel", "kind", "department")}
     parts: dict[str, list[NDArray[Any]]] = {
-        name: [] for name in ("customer", "day", "channel", "direction", "kind", "department")
+        name: [] for name in ("customer", "day", "channel", "direction", "kind", "department", "amount")
     }
-    money_ids: list[NDArray[np.object_]] = []
-    money_rows: list[NDArray[np.intp]] = []
-    money_kinds = model.revenue_kinds | model.refund_kinds
-    kept = 0
-    result = connection.execution_options(yield_per=_BATCH).execute(
-        select(
-            Interaction.id,
-            Interaction.record_id,
-            Interaction.occurred_at,
-            Interaction.channel,
-            Interaction.direction,
-            Interaction.kind,
-            Interaction.department,
-        )
+    money_kinds = sorted(model.revenue_kinds | model.refund_kinds)
+    columns = (
+        cast(Interaction.record_id, String),
+        _days_since_epoch(connection),
+        Interaction.channel,
+        Interaction.direction,
+        Interaction.kind,
+        Interaction.department,
     )
-    for partition in result.partitions():
-        ids, records, times, chs, dirs, kds, depts = zip(*partition, strict=True)
-        count = len(ids)
-        customer = np.fromiter((record_customer.get(r, -1) for r in records), dtype=np.int32, count=count)
-        day = np.fromiter((to_day(t) for t in times), dtype=np.float64, count=count)
+
+    def add(rows: Sequence[Any], amounts: NDArray[np.float64] | None) -> None:
+        records, times, chs, dirs, kds, depts = (list(c) for c in zip(*rows, strict=True))
+        count = len(records)
+        customer = np.fromiter((record_key.get(r, -1) for r in records), dtype=np.int32, count=count)
+        day = np.array(times, dtype=np.float64)
         keep = (customer >= 0) & (day <= as_of)
-        kind_names = np.array(kds, dtype=object)
+        chosen = np.flatnonzero(keep).tolist()
         parts["customer"].append(customer[keep])
         parts["day"].append(day[keep])
-        parts["channel"].append(channels.encode(np.array(chs, dtype=object)[keep].tolist()))
+        parts["channel"].append(codes["channel"].encode([chs[i] for i in chosen]))
         parts["direction"].append(
-            np.where(np.array(dirs, dtype=object)[keep] == "outbound", OUTBOUND, INBOUND)
+            np.array([OUTBOUND if dirs[i] == "outbound" else INBOUND for i in chosen], dtype=np.int8)
         )
-        parts["kind"].append(kinds.encode(kind_names[keep].tolist()))
-        parts["department"].append(departments.encode(np.array(depts, dtype=object)[keep].tolist()))
-        money = np.isin(kind_names[keep], list(money_kinds))
-        money_ids.append(np.array(ids, dtype=object)[keep][money])
-        money_rows.append(np.flatnonzero(money) + kept)
-        kept += int(keep.sum())
+        parts["kind"].append(codes["kind"].encode([kds[i] for i in chosen]))
+        parts["department"].append(codes["department"].encode([depts[i] for i in chosen]))
+        parts["amount"].append(amounts[keep] if amounts is not None else np.full(len(chosen), np.nan))
+
+    plain = connection.execution_options(yield_per=_BATCH).execute(
+        select(*columns).where(Interaction.kind.not_in(money_kinds))
+    )
+    for partition in plain.partitions():
+        add(partition, None)
+
+    unconverted = 0
+    ciphers: dict[Any, Any] = {}
+    money = connection.execution_options(yield_per=_BATCH).execute(
+        select(
+            *columns,
+            Interaction.id,
+            Interaction.subject_id,
+            Interaction.enc_details,
+            Subject.key_version,
+            Subject.kek_version,
+            Subject.wrapped_key,
+        )
+        .join(Subject, Subject.id == Interaction.subject_id)
+        .where(Interaction.kind.in_(money_kinds))
+    )
+    for batch in money.partitions():
+        amounts = np.full(len(batch), np.nan)
+        for position, row in enumerate(batch):
+            if row.wrapped_key is None or record_key.get(row[0], -1) < 0:
+                continue  # shredded since the scan began, or a customer left out
+            cipher = ciphers.get(row.subject_id)
+            if cipher is None:
+                wrapped = WrappedKey(row.key_version, row.kek_version, row.wrapped_key)
+                cipher = ciphers[row.subject_id] = vault.keys.open(row.subject_id, wrapped)
+            details = cipher.decrypt(INTERACTION_TABLE, str(row.id), "details", row.enc_details)
+            if not isinstance(details, dict) or details.get("amount") is None:
+                continue
+            rate = model.rate(details.get("currency"))
+            if rate is None:
+                unconverted += 1
+                continue
+            amounts[position] = float(details["amount"]) * rate
+        add([tuple(row[:6]) for row in batch], amounts)
+        ciphers.clear()
 
     def joined(name: str, dtype: Any) -> NDArray[Any]:
         return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.zeros(0, dtype=dtype)
 
-    amount = np.full(kept, np.nan)
-    unconverted = 0
-    if money_ids:
-        positions = np.concatenate(money_rows)
-        row_ids = np.concatenate(money_ids)
-        found, unconverted = _amounts(
-            connection, vault, model, list(zip(positions.tolist(), row_ids, strict=True))
-        )
-        for position, value in found:
-            amount[position] = value
     frame = InteractionFrame(
         customer=joined("customer", np.int32),
         day=joined("day", np.float64),
@@ -218,49 +262,13 @@ def _interactions(
         direction=joined("direction", np.int8),
         kind=joined("kind", np.int16),
         department=joined("department", np.int16),
-        amount=amount,
-        channels=channels.vocabulary(),
-        kinds=kinds.vocabulary(),
-        departments=departments.vocabulary(),
+        amount=joined("amount", np.float64),
+        channels=codes["channel"].vocabulary(),
+        kinds=codes["kind"].vocabulary(),
+        departments=codes["department"].vocabulary(),
     )
     order = np.lexsort((frame.day, frame.customer))
     return frame.take(order, np.arange(customers, dtype=np.int32)), unconverted
-
-
-def _amounts(
-    connection: Connection, vault: Vault, model: AnalyticsModel, pending: list[tuple[int, Any]]
-) -> tuple[list[tuple[int, float]], int]:
-    """Decrypt the amount and currency of the revenue rows, in the base currency."""
-    out: list[tuple[int, float]] = []
-    unconverted = 0
-    for start in range(0, len(pending), 5_000):
-        chunk = pending[start : start + 5_000]
-        position_of = {row_id: position for position, row_id in chunk}
-        rows = connection.execute(
-            select(
-                Interaction.id,
-                Interaction.subject_id,
-                Interaction.enc_details,
-                Subject.key_version,
-                Subject.kek_version,
-                Subject.wrapped_key,
-            )
-            .join(Subject, Subject.id == Interaction.subject_id)
-            .where(Interaction.id.in_(list(position_of)))
-        )
-        for row_id, subject_id, blob, key_version, kek_version, wrapped in rows:
-            if wrapped is None:
-                continue  # shredded between the scan and now: its data is gone
-            cipher = vault.keys.open(subject_id, WrappedKey(key_version, kek_version, wrapped))
-            details = cipher.decrypt(INTERACTION_TABLE, str(row_id), "details", blob)
-            if not isinstance(details, dict) or details.get("amount") is None:
-                continue
-            rate = model.rate(details.get("currency"))
-            if rate is None:
-                unconverted += 1
-                continue
-            out.append((position_of[row_id], float(details["amount"]) * rate))
-    return out, unconverted
 
 
 def _load_attributes(

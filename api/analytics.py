@@ -126,6 +126,10 @@ class SegmentReportSchema(ma.Schema):
     excluded_without_consent = ma.fields.Integer()
     share = ma.fields.Float(allow_none=True)
     privacy = ma.fields.Dict()
+    notes = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "Kinds or departments the definition names that occur nowhere (typos?)"},
+    )
     by_department = ma.fields.List(ma.fields.Dict())
     by_rfm_segment = ma.fields.List(ma.fields.Dict())
     by_preferred_channel = ma.fields.List(ma.fields.Dict())

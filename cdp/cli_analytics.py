@@ -35,6 +35,7 @@ from cdp.cli_dsr import (
     record_read,
     say,
     show_table,
+    warn,
 )
 from cdp.errors import CdpError
 
@@ -243,6 +244,8 @@ def _show_segment(report: dict[str, Any], as_json: bool) -> None:
             (f"profit ({value['currency']})", f"{value['profit']:,.2f}"),
         ]
     show_table(key_value_table("segment", rows))
+    for note in report.get("notes", []):
+        warn(f"note: {note}")
     for key, title in (
         ("by_department", "by department"),
         ("by_rfm_segment", "by RFM segment"),

@@ -311,6 +311,35 @@ class SegmentDefinition:
     def evaluate(self, dataset: Dataset, source: MetricSource) -> Mask:
         return self.match.evaluate(dataset, source)
 
+    def unknown_names(self, dataset: Dataset) -> list[str]:
+        """Kinds and departments the definition names that occur nowhere in ``dataset``: the vocabulary is
+        open (each source maps its own), so a typo would otherwise just match nobody, silently."""
+        seen = {
+            "kind": set(dataset.interactions.kinds.names),
+            "interaction department": set(dataset.interactions.departments.names),
+            "department": set(dataset.customers.department_names.names),
+        }
+        wanted: dict[str, set[str]] = {name: set() for name in seen}
+        _collect(self.match, wanted)
+        return [
+            f"{what} {name!r} occurs nowhere in this population"
+            for what, names in wanted.items()
+            for name in sorted(names - seen[what])
+        ]
+
+
+def _collect(condition: Condition, wanted: dict[str, set[str]]) -> None:
+    if isinstance(condition, AllOf | AnyOf):
+        for inner in condition.conditions:
+            _collect(inner, wanted)
+    elif isinstance(condition, Not):
+        _collect(condition.condition, wanted)
+    elif isinstance(condition, InDepartment):
+        wanted["department"].add(condition.department)
+    elif isinstance(condition, InteractionCount):
+        wanted["kind"].update(condition.kinds)
+        wanted["interaction department"].update(condition.departments)
+
 
 class _Top(Schema):
     name = fields.String(

@@ -491,6 +491,7 @@ class AnalyticsService:
             "excluded_without_consent": dataset.excluded_without_consent,
             "share": round(size / dataset.size, 4) if shown and dataset.size else None,
             "privacy": population.describe(),
+            "notes": definition.unknown_names(dataset),
             "by_department": [],
             "by_rfm_segment": [],
             "by_preferred_channel": [],

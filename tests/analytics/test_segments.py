@@ -218,3 +218,24 @@ def test_groups_country_and_age_conditions() -> None:
     now_year = 1970 + int(AS_OF // 365.2425)
     assert selected({"age": {"min": now_year - 1975, "max": now_year - 1960}}, dataset, source) == [0]
     assert selected({"age": {"max": 30}}, dataset, source) == [1]
+
+
+def test_names_that_occur_nowhere_are_pointed_out_rather_than_silently_matching_nobody() -> None:
+    definition = parse(
+        {
+            "name": "typos",
+            "match": {
+                "any": [
+                    {"department": "biling"},
+                    {"not": {"interactions": {"kind": ["complant", "purchase"], "department": ["support"]}}},
+                ]
+            },
+        }
+    )
+    assert definition.unknown_names(population()) == [
+        "kind 'complant' occurs nowhere in this population",
+        "interaction department 'support' occurs nowhere in this population",
+        "department 'biling' occurs nowhere in this population",
+    ]
+    clean = parse({"name": "fine", "match": {"interactions": {"kind": ["complaint"]}}})
+    assert clean.unknown_names(population()) == []

@@ -89,6 +89,7 @@ def test_the_issue_example_segment_is_defined_evaluated_and_tracked(api: Api) ->
     assert evaluated.status_code == 200, evaluated.get_json()
     report = evaluated.get_json()
     assert report["size"] == len(complainers)
+    assert report["notes"] == []
     assert report["segment"]["id"] == segment["id"]
     assert {row["department"]: row["customers"] for row in report["by_department"]}["billing"] == len(
         complainers

@@ -136,6 +136,9 @@ def test_a_bad_definition_lists_every_mistake_and_saves_nothing(world: World) ->
     result = world.run("analytics", "segments", "create", world.file("bad.json", bad))
     assert result.code == 2
     assert "name:" in result.err and "match.all[0].consent" in result.err and "match.all[1].op" in result.err
+    typo = {"name": "typo", "match": {"interactions": {"kind": ["complant"]}}}
+    previewed = world.ok("analytics", "segments", "preview", world.file("typo.json", typo))
+    assert "note: kind 'complant' occurs nowhere in this population" in previewed.err
     not_json = world.tmp_path / "broken.json"
     not_json.write_text("{ nope", encoding="utf-8")
     broken = world.run("analytics", "segments", "preview", str(not_json))

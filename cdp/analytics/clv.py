@@ -33,6 +33,7 @@ whose small bins are suppressed and whose top bin is open-ended, never an indivi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import warnings
@@ -144,7 +145,14 @@ def fit_clv(dataset: Dataset) -> ClvResult:
     if index.shape[0] > model.clv_max_fit_customers:
         rng = np.random.default_rng(SAMPLE_SEED)
         sample = np.sort(rng.choice(index.shape[0], size=model.clv_max_fit_customers, replace=False))
-    bgf = _fit_bg_nbd(frequency[sample], recency[sample], age[sample], model.clv_penalizer)
+    bgf = _fit_bg_nbd(
+        frequency[sample],
+        recency[sample],
+        age[sample],
+        model.clv_penalizer,
+        model.clv_horizon_months,
+        model.clv_monthly_discount_rate,
+    )
 
     repeat = sample[(frequency[sample] > 0) & np.isfinite(monetary[sample]) & (monetary[sample] > 0)]
     _require(
@@ -222,6 +230,9 @@ def _discard(*args: object, **kwargs: object) -> None:
 setattr(lifetimes.fitters, "print", _discard)  # noqa: B010
 
 _QUIET = threading.Lock()
+TOLERANCES = (1e-7, 1e-6)
+"""scipy's optimizer often stops with "precision loss" within reach of the optimum at lifetimes' default
+tolerance of 1e-7 (on the mean log-likelihood); 1e-6 is still far below any difference that matters."""
 PENALTY_LADDER = (0.001, 0.01, 0.1)
 """When a fit does not converge at ``clv.penalizer``, it is retried with each larger penalty here in turn.
 BG/NBD has no finite maximum when buyers hardly differ in their purchase rates (r and alpha run off to
@@ -246,29 +257,34 @@ def _quietly() -> contextlib.ExitStack:
 
 
 def _fit_bg_nbd(
-    frequency: NDArray[np.float64], recency: NDArray[np.float64], age: NDArray[np.float64], penalizer: float
+    frequency: NDArray[np.float64],
+    recency: NDArray[np.float64],
+    age: NDArray[np.float64],
+    penalizer: float,
+    months: int,
+    monthly_discount_rate: float,
 ) -> BetaGeoFitter:
     """Fitted on the distinct (frequency, recency, T) with their counts as weights: the same likelihood,
-    far fewer terms (days are whole numbers, so histories repeat a lot)."""
+    far fewer terms (days are whole numbers, so histories repeat a lot).
+
+    A fit is accepted only when its parameters are finite and it predicts finite values for the histories
+    it was fitted on. Where buyers hardly differ in their rates the unpenalized optimum runs off towards
+    infinity and may stop there "converged", with predictions that overflow: the next penalty is tried."""
     (f, r, t), counts = _distinct(frequency, recency, age)
-    bgf: BetaGeoFitter | None = None
-    for attempt in _penalties(penalizer):
+    for attempt, tolerance in itertools.product(_penalties(penalizer), TOLERANCES):
         try:
             with _quietly():
-                bgf = BetaGeoFitter(penalizer_coef=attempt).fit(f, r, t, weights=counts)
-            break
+                bgf = BetaGeoFitter(penalizer_coef=attempt).fit(f, r, t, weights=counts, tol=tolerance)
         except (ConvergenceError, np.linalg.LinAlgError, ValueError):
             continue
-    if bgf is None:
-        raise NotEnoughData(
-            "BG/NBD did not converge on this purchase history; more buyers (or a larger clv.penalizer) "
-            "are needed"
-        )
-    _require(
-        all(math.isfinite(float(v)) and float(v) > 0 for v in bgf.params_),
-        "BG/NBD found no usable parameters for this purchase history; more buyers are needed",
+        if not all(math.isfinite(float(v)) and float(v) > 0 for v in bgf.params_):
+            continue
+        discounted, expected, alive = _predict(bgf, f, r, t, months, monthly_discount_rate)
+        if np.isfinite(discounted).all() and np.isfinite(expected).all() and np.isfinite(alive).all():
+            return bgf
+    raise NotEnoughData(
+        "BG/NBD did not converge on this purchase history; more buyers (or a larger clv.penalizer) are needed"
     )
-    return bgf
 
 
 def _fit_gamma_gamma(

@@ -233,3 +233,21 @@ def test_a_fit_that_does_not_converge_raises_not_enough_data_without_printing(
     with pytest.raises(NotEnoughData, match="BG/NBD did not converge"):
         fit_clv(dataclasses.replace(dataset))
     assert capsys.readouterr().out == ""  # `cdp analytics run clv --json` prints JSON and nothing else
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_buyers_who_all_buy_at_one_rate_still_get_finite_values(seed: int) -> None:
+    """No rate heterogeneity: BG/NBD's likelihood has no finite maximum (r and alpha run off together), so
+    the unpenalized fit fails or overflows and the penalty ladder must give a usable, reported fit."""
+    rng = np.random.default_rng(seed)
+    customers = []
+    for _ in range(250):
+        events, day = [], rng.uniform(420, 720)
+        while day > 1:
+            events.append(Event(float(day), "purchase", "web", amount=float(rng.lognormal(3.8, 0.5))))
+            day -= rng.exponential(28)
+        customers.append(events)
+    result = fit_clv(build(customers))
+    assert np.isfinite(result.value).all() and (result.value > 0).all()
+    assert set(result.penalties) == {"bg_nbd", "gamma_gamma"}
+    assert json.loads(json.dumps(result.to_dict(Suppressor(5, 250), "EUR"), allow_nan=False))["penalties"]

@@ -57,8 +57,9 @@ class ChannelResult:
     response_window_days: float
 
     def masks(self) -> dict[str, NDArray[np.bool_]]:
-        """``prefers_<channel>`` -> customers whose preferred channel it is."""
-        return {f"prefers_{name}": self.preferred == code for code, name in enumerate(self.channels.names)}
+        """Channel name -> customers whose preferred channel it is (what segments' ``preferred_channel``
+        and the "by preferred channel" breakdowns select)."""
+        return {name: self.preferred == code for code, name in enumerate(self.channels.names)}
 
     def to_dict(self, suppressor: Suppressor) -> dict[str, Any]:
         sizes = np.bincount(

@@ -180,8 +180,7 @@ class Scores:
         return self.rfm().masks()
 
     def preferred_channels(self) -> Mapping[str, NDArray[np.bool_]]:
-        result = self.channels()
-        return {name: result.preferred == code for code, name in enumerate(result.channels.names)}
+        return self.channels().masks()
 
     def consent(self, purpose: str) -> NDArray[np.bool_]:
         return self._consent(purpose)

@@ -148,9 +148,9 @@ def test_an_answer_outweighs_one_unprompted_action_and_ties_go_to_the_most_recen
 
 def test_masks_name_each_channel() -> None:
     masks = channel_preference(planted()).masks()
-    assert set(masks) == {"prefers_email", "prefers_letter", "prefers_phone", "prefers_web"}
-    assert int(masks["prefers_phone"].sum()) == 6
-    assert masks["prefers_web"][17:].all() and not masks["prefers_web"][:17].any()
+    assert set(masks) == {"email", "letter", "phone", "web"}
+    assert int(masks["phone"].sum()) == 6
+    assert masks["web"][17:].all() and not masks["web"][:17].any()
 
 
 def test_no_interactions_means_no_preference() -> None:

@@ -3,7 +3,7 @@
 - **audit sequencer** (every ``audit_seal_interval_ms``): seals pending entries, signs checkpoints.
 - **housekeeping** (every minute): carries out data-subject requests left in progress (after a crash or an
   approval given elsewhere), shreds export archives nobody downloaded in time, routes new complaints to
-  department queues and escalates overdue work, prunes expired tokens and sign-in codes.
+  department queues and escalates overdue work, prunes expired tokens, sign-in codes and web sessions.
 - **segment schedules** (every ``analytics_check_seconds``): evaluates the saved segments whose own cron
   schedule is due and records their sizes (each due segment is claimed by one worker).
 - **retention sweep** (``retention_sweep_cron``, UTC): in a *persistent* job store (the ``apscheduler_jobs``
@@ -101,10 +101,12 @@ def _route_work(platform: Platform) -> None:
 def _prune_sign_ins(platform: Platform) -> None:
     from cdp.access.customers import CustomerSignIn
     from cdp.access.tokens import TokenRegistry
+    from cdp.access.websessions import WebSessions
 
     with platform.db.transaction() as session:
         TokenRegistry(session).prune()
         CustomerSignIn(session, platform.vault, platform.settings).prune()
+        WebSessions(session, platform.vault).purge()
 
 
 def analytics_tick(platform: Platform) -> None:

@@ -189,3 +189,20 @@ def test_the_analytics_tick_evaluates_due_segments_as_the_system(platform: Platf
 def _entries(platform: Platform) -> list[AuditEntry]:
     with platform.db.read() as session:
         return list(session.execute(select(AuditEntry).order_by(AuditEntry.recorded_at)).scalars())
+
+
+def test_housekeeping_purges_ended_web_sessions(platform: Platform) -> None:
+    from datetime import timedelta
+
+    from cdp.access.websessions import PENDING_TTL, WebSessions
+    from cdp.db.models import WebSession
+    from cdp.db.types import utcnow
+    from cdp.jobs import housekeeping_tick
+
+    with platform.db.transaction() as session:
+        sessions = WebSessions(session, platform.vault)
+        sessions.start("privacy", {}, now=utcnow() - PENDING_TTL - timedelta(seconds=1))
+        sessions.start("privacy", {})
+    housekeeping_tick(platform)
+    with platform.db.read() as session:
+        assert session.execute(select(func.count()).select_from(WebSession)).scalar_one() == 1

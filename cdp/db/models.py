@@ -846,6 +846,27 @@ class AnalyticsSegmentSnapshot(Base):
     actor: Mapped[str] = mapped_column(String(200))
 
 
+class WebSession(Base):
+    """A browser session of one of the web apps (:mod:`cdp.access.websessions`). The cookie holds a
+    random secret; this row holds its SHA-256, the sign-in (token family) the session rides on, and the
+    OAuth tokens wrapped under the active KEK. Revoking the family ends the session."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    app: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    family_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("oauth_token_family.id", ondelete="CASCADE"), index=True
+    )
+    principal: Mapped[str | None] = mapped_column(String(80), index=True)
+    kek_version: Mapped[int] = mapped_column(Integer)
+    enc_state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 SCHEDULER_JOBS = Table(
     "apscheduler_jobs",
     Base.metadata,

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, Connection, MetaData, Table, Uuid, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ from cdp.db.models import (
     Source,
     SourceRecord,
     SourceRecordVersion,
+    WebSession,
     WorkItem,
 )
 from cdp.db.types import utcnow
@@ -142,7 +143,10 @@ class DestructionOutcome:
         }
 
 
-def _chunks(ids: Sequence[uuid.UUID]) -> Iterable[list[uuid.UUID]]:
+T = TypeVar("T")
+
+
+def _chunks(ids: Sequence[T]) -> Iterable[list[T]]:
     for start in range(0, len(ids), _IN_CHUNK):
         yield list(ids[start : start + _IN_CHUNK])
 
@@ -328,7 +332,12 @@ class Destroyer:
         return self.vault.blind.token("pseudonym", anchor)
 
     def _revoke_sign_ins(self, record_ids: list[uuid.UUID]) -> int:
-        return GrantStore(self.session).revoke_principals([f"customer:{r}" for r in record_ids], "erased")
+        """Revoke the customer's sign-ins and delete their web sessions (the privacy center's), which
+        would otherwise keep a now-useless token and the erased record's id until they expire."""
+        principals = [f"customer:{r}" for r in record_ids]
+        for chunk in _chunks(principals):
+            self.session.execute(delete(WebSession).where(WebSession.principal.in_(chunk)))
+        return GrantStore(self.session).revoke_principals(principals, "erased")
 
     def _entities_of(self, record_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         entities: set[uuid.UUID] = set()

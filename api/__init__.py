@@ -22,10 +22,12 @@ from api.health import blp as health_blp
 from api.hooks import register_hooks
 from api.identity import blp as identity_blp
 from api.ingest import blp as ingest_blp
+from api.keys import blp as keys_blp
 from api.oauth import blp as oauth_blp
 from api.oauth import create_authorization_server
 from api.profiles import blp as profiles_blp
 from api.retention import blp as retention_blp
+from api.search import blp as search_blp
 from api.signin import blp as signin_blp
 from api.smorest import CdpApi
 from api.work import blp as work_blp
@@ -51,8 +53,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     api.register_blueprint(ingest_blp)
     api.register_blueprint(identity_blp)
     api.register_blueprint(profiles_blp)
+    api.register_blueprint(search_blp)
     api.register_blueprint(audit_blp)
     api.register_blueprint(audit_self_blp)
+    api.register_blueprint(keys_blp)
     api.register_blueprint(consent_blp)
     api.register_blueprint(dsr_blp)
     api.register_blueprint(dsr_self_blp)

@@ -44,6 +44,7 @@ class ActorKind(StrEnum):
 ACTIONS: dict[str, str] = {
     # customer data
     "profile.read": "Read a customer's 360-degree profile",
+    "profile.search": "Look customers up by exact email, phone or name (blind indexes)",
     "timeline.read": "Read a customer's contact history",
     "records.ingest": "Ingest customer records from a source",
     "interactions.ingest": "Ingest interactions from a source",
@@ -74,6 +75,7 @@ ACTIONS: dict[str, str] = {
     "user.enable": "Enable a staff user",
     "user.credentials": "Set a staff user's password or second factor",
     "key.rotate": "Rotate key-encryption keys",
+    "key.status": "Read the status of the keys (versions, states, counts; never key material)",
     "key.signing_rotate": "Rotate the token or checkpoint signing key",
     "policy.activate": "Start enforcing a field policy version",
     # consent

@@ -377,6 +377,12 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/oauth/authorize"): Case(_authorize_get, []),
     ("POST", "/oauth/authorize"): Case(_authorize_post, [("auth.login", "denied")]),
     # customer data
+    ("POST", "/v1/customers/search"): Case(
+        _post_json(lambda w: "/v1/customers/search", lambda w: {"email": "maria.garcia@example.com"}),
+        [("profile.search", "success")],
+        "support_agent",
+        "profiles:read",
+    ),
     ("GET", "/v1/customers/{customer_id}"): Case(
         _get(lambda w: f"/v1/customers/{_customer_id(w)}?purpose=support"),
         [("profile.read", "success")],
@@ -720,6 +726,9 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/v1/audit/export"): Case(
         _get(lambda w: "/v1/audit/export?format=csv"), [("audit.export", "success")], "dpo", "audit:read"
+    ),
+    ("GET", "/v1/keys/status"): Case(
+        _get(lambda w: "/v1/keys/status"), [("key.status", "success")], "compliance_officer", "audit:read"
     ),
     ("GET", "/v1/audit/status"): Case(
         _get(lambda w: "/v1/audit/status"), [("audit.status", "success")], "compliance_officer", "audit:read"

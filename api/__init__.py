@@ -34,6 +34,7 @@ from api.work import blp as work_blp
 from cdp.access.roles import SCOPES
 from cdp.config import Settings, load_settings
 from cdp.platform import Platform
+from web import register_web
 
 __all__ = ["create_app"]
 
@@ -82,4 +83,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     create_authorization_server(app)
     app.register_blueprint(oauth_blp)
     app.register_blueprint(signin_blp)
+    register_web(app)
     return app

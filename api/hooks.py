@@ -15,10 +15,10 @@ from api.context import REQUEST_ID_HEADER, current_request_id
 _ALWAYS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
 }
-# Defaults a route may override deliberately (e.g. a cacheable public asset or an HTML page's own CSP).
-_DEFAULT = {"Cache-Control": "no-store"}
+# Defaults a route may override deliberately (e.g. a cacheable public asset or an HTML page's own CSP;
+# the web apps' pages send ``same-origin`` referrers so that their form POSTs carry a real ``Origin``).
+_DEFAULT = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 _JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 

@@ -37,6 +37,7 @@ from cdp.platform import Platform
 from cdp.profiles.service import ProfileService
 from cdp.vault.signing import ALG, SigningKeys
 from tests.profiles.fixtures import Customers, seed_customers
+from web.apps import WEB_PATH_PREFIXES
 
 POLICY = FieldPolicy.default()
 CATALOG = ConsentCatalog.default()
@@ -116,7 +117,7 @@ def test_every_api_route_is_documented_with_its_scope(world: World) -> None:
     documented = {(m, p) for m, p, _ in operations(world.app)}
     for rule in world.app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        if path in PUBLIC or path.startswith(("/oauth/", "/.well-known/")):
+        if path in PUBLIC or path.startswith(("/oauth/", "/.well-known/", *WEB_PATH_PREFIXES)):
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:  # type: ignore[operator]
             assert (method, path) in documented, f"{method} {path} is missing from the matrix"

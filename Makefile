@@ -20,6 +20,7 @@ bench:
 	.venv/bin/python -m bench.audit
 	.venv/bin/python -m bench.retention
 	.venv/bin/python -m bench.analytics
+	.venv/bin/python -m bench.web_pages
 
 venv:
 	bash scripts/venv.sh

@@ -153,6 +153,10 @@ def _exec_server(state: _State, host: str, port: int, workers: int) -> None:
         raise CdpError("gunicorn is not installed in this environment; reinstall cdp")
     if state.config is not None:
         os.environ["CDP_CONFIG"] = str(state.config.resolve())
+    # The workers load their settings again: they must bind-match what was chosen here (--host,
+    # --port), or an issuer derived from host and port would name another origin than the one served.
+    os.environ["CDP_HOST"] = host
+    os.environ["CDP_PORT"] = str(port)
     out.print(f"cdp {__version__} serving on http://{host}:{port}/  (Ctrl+C to stop)")
     sys.stdout.flush()
     os.execv(  # noqa: S606 - a fixed program path and argument list, no shell
@@ -796,10 +800,57 @@ def demo_run(state: _State, people: int, port: int | None) -> None:
         else:
             out.print(f"demo data: {existing:,} records already present")
             _demo_access(platform)
+        settings = state.settings.with_overrides(port=port)
+        base = _served_issuer(state.settings, settings.host, settings.port)
+        _print_web_apps(platform, base)
     finally:
         platform.close()
-    settings = state.settings.with_overrides(port=port)
     _exec_server(state, settings.host, settings.port, settings.workers)
+
+
+def _served_issuer(configured: Settings, host: str, port: int) -> str:
+    """The origin the server will answer on: the configured issuer, unless it was only derived from
+    the default host and port, which ``--port`` may change."""
+    if configured.issuer == f"http://{configured.host}:{configured.port}":
+        return f"http://{host}:{port}"
+    return configured.issuer
+
+
+def _print_web_apps(platform: Platform, base: str) -> None:
+    from cdp.demo.principals import CREDENTIALS_FILE, demo_logins, sample_customer_email
+
+    credentials = platform.settings.data_dir / "demo" / CREDENTIALS_FILE
+    table = Table(title="web apps and demo users (fictitious; passwords also in the credentials file)")
+    table.add_column("app")
+    table.add_column("sign in as")
+    table.add_column("role")
+    table.add_column("password")
+    table.add_column("second factor")
+    email = sample_customer_email(platform)
+    if email:
+        table.add_row(
+            f"{base}/privacy/", email, "customer", "-", "emailed code: cdp outbox list", end_section=True
+        )
+    for login in demo_logins(credentials):
+        factor = f"TOTP: cdp demo totp {login.username}" if login.totp_uri else "-"
+        apps = " ".join(f"{base}{app}" for app in login.apps) or "-"
+        table.add_row(apps, login.username, login.role, login.password, factor)
+    out.print(table)
+
+
+@demo.command("totp")
+@click.argument("username")
+@click.pass_obj
+def demo_totp(state: _State, username: str) -> None:
+    """The current TOTP code of a demo account (read from the demo's own credentials file, as an
+    authenticator app would compute it) — for signing in to the compliance console in the demo."""
+    from cdp.demo.principals import CREDENTIALS_FILE, demo_logins
+
+    credentials = state.settings.data_dir / "demo" / CREDENTIALS_FILE
+    login = next((login for login in demo_logins(credentials) if login.username == username), None)
+    if login is None or login.totp_uri is None:
+        raise CdpError(f"no demo account with TOTP named {username!r} in {credentials}")
+    out.print(login.totp_now())
 
 
 @cli.command("resolve-file")

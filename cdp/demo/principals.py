@@ -9,16 +9,19 @@ outbox is the one place it "sends" mail. Nothing here is used outside the demo.
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyotp
 from sqlalchemy import func, select
 
 from cdp.access.clients import ClientRepository
 from cdp.access.users import UserRepository
-from cdp.db.models import Entity, StaffUser
+from cdp.db.models import Entity, EntityMember, StaffUser
 from cdp.platform import Platform
+from cdp.sources.records import RecordRepository
 
 CREDENTIALS_FILE = "credentials.txt"
 
@@ -50,8 +53,8 @@ def ensure_demo_access(platform: Platform, demo_dir: Path) -> DemoAccess:
         users = UserRepository(session, platform.vault, platform.settings)
         lines = [
             "# cdp demo accounts - fictitious, for this demo only. Created once; delete this file when done.",
-            f"# sign in at {platform.settings.issuer}/oauth/authorize through an app client "
-            "(cdp clients create --grant authorization_code ...)",
+            f"# sign in to the web apps: {platform.settings.issuer}/staff/ (department view) and "
+            f"{platform.settings.issuer}/console/ (compliance console); TOTP codes: cdp demo totp USER",
             "",
         ]
         for username, role, department, scopes in STAFF:
@@ -81,3 +84,78 @@ def ensure_demo_access(platform: Platform, demo_dir: Path) -> DemoAccess:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
     return DemoAccess(path, True, str(sample) if sample else None)
+
+
+# -- signing in to the web apps -----------------------------------------------------------------------
+
+WEB_APPS_OF_ROLE = {
+    "support_agent": ("/staff/",),
+    "department_agent": ("/staff/",),
+    "marketing_analyst": ("/staff/",),
+    "data_steward": ("/staff/",),
+    "compliance_officer": ("/console/", "/staff/"),
+    "dpo": ("/console/", "/staff/"),
+}
+"""Which web app each demo role signs in to (the first is its home)."""
+_STAFF_LINE = re.compile(r"staff (\S+)\s+role (\S+)\s+password (\S+)")
+_TOTP_LINE = re.compile(r"TOTP \(add to an authenticator app\): (otpauth://\S+)")
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    role: str
+    password: str
+    totp_uri: str | None
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        return WEB_APPS_OF_ROLE.get(self.role, ())
+
+    def totp_now(self) -> str | None:
+        """The current TOTP code, as the operator's authenticator app would show it."""
+        if self.totp_uri is None:
+            return None
+        parsed = pyotp.parse_uri(self.totp_uri)
+        assert isinstance(parsed, pyotp.TOTP)
+        return parsed.now()
+
+
+def demo_logins(credentials: Path) -> list[DemoLogin]:
+    """The staff accounts written to the demo's credentials file (empty if there is none)."""
+    try:
+        lines = credentials.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    logins: list[DemoLogin] = []
+    for line in lines:
+        staff = _STAFF_LINE.search(line)
+        if staff is not None:
+            logins.append(DemoLogin(staff.group(1), staff.group(2), staff.group(3), None))
+            continue
+        totp = _TOTP_LINE.search(line)
+        if totp is not None and logins:
+            logins[-1] = replace(logins[-1], totp_uri=totp.group(1))
+    return logins
+
+
+def sample_customer_email(platform: Platform) -> str | None:
+    """An email address a demo customer signs in to the privacy center with: one of a customer known to
+    several departments, so their profile shows what identity resolution joined."""
+    with platform.db.read() as session:
+        entity = session.execute(
+            select(EntityMember.entity_id)
+            .group_by(EntityMember.entity_id)
+            .having(func.count() > 2)
+            .order_by(EntityMember.entity_id)
+            .limit(1)
+        ).scalar_one_or_none()
+        if entity is None:
+            return None
+        records = RecordRepository(session, platform.vault)
+        members = session.execute(select(EntityMember.record_id).where(EntityMember.entity_id == entity))
+        for record_id in members.scalars():
+            email = records.get(record_id).data.email
+            if email:
+                return str(email)
+    return None

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -65,3 +66,57 @@ def test_serve_refuses_to_start_without_keys(tmp_path: Path) -> None:
     result = cdp(tmp_path, "serve", "--port", str(_free_port()))
     assert result.returncode == 2
     assert result.stderr.startswith("error: key file")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+@pytest.mark.slow
+def test_demo_run_serves_the_three_web_apps_and_prints_who_can_sign_in(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cdp", "demo", "run", "--people", "30", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(COLUMNS="240", CDP_WORKERS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        printed = []
+        for line in server.stdout:
+            printed.append(line)
+            if "serving on" in line:
+                break
+        text = "".join(printed)
+        base = f"http://127.0.0.1:{port}"
+        for app in ("/privacy/", "/staff/", "/console/"):
+            assert f"{base}{app}" in text, text
+        for username in ("support", "compliance", "dpo", "steward"):
+            assert f" {username} " in text
+        assert "cdp outbox list" in text and "cdp demo totp compliance" in text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/privacy/", timeout=2) as response:  # noqa: S310
+                    page = response.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert "Privacy center" in page and 'href="/privacy/login"' in page
+        opener = urllib.request.build_opener(_NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(f"{base}/console/login", timeout=5)
+        assert redirect.value.code == 303
+        assert redirect.value.headers["Location"].startswith(f"{base}/oauth/authorize?")
+        code = ok(cdp(tmp_path, "demo", "totp", "compliance")).strip()
+        assert code.isdigit() and len(code) == 6
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

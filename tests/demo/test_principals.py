@@ -10,7 +10,7 @@ from pathlib import Path
 
 from api import create_app
 from cdp.access.users import UserRepository, sign_in
-from cdp.demo.principals import STAFF, ensure_demo_access
+from cdp.demo.principals import STAFF, demo_logins, ensure_demo_access, sample_customer_email
 from cdp.demo.seed import seed
 from cdp.platform import Platform
 
@@ -48,3 +48,23 @@ def test_demo_accounts_are_created_once_and_work(platform: Platform, tmp_path: P
 
     again = ensure_demo_access(platform, tmp_path)
     assert not again.created and access.credentials.read_text(encoding="utf-8") == text
+
+
+def test_demo_logins_are_read_back_with_their_web_apps_and_totp(platform: Platform, tmp_path: Path) -> None:
+    seed(platform.db, platform.vault, work_dir=tmp_path, people=30, seed_value=3)
+    access = ensure_demo_access(platform, tmp_path)
+    logins = {login.username: login for login in demo_logins(access.credentials)}
+    assert set(logins) == {name for name, *_ in STAFF}
+    assert logins["support"].apps == ("/staff/",) and logins["support"].totp_uri is None
+    compliance = logins["compliance"]
+    assert compliance.apps[0] == "/console/"
+    code = compliance.totp_now()
+    assert code is not None and code.isdigit()
+    user = sign_in(platform.db, platform.vault, platform.settings, "compliance", compliance.password, code)
+    assert user.role == "compliance_officer"
+    email = sample_customer_email(platform)
+    assert email is not None and "@" in email
+
+
+def test_demo_logins_of_a_missing_file_are_none(tmp_path: Path) -> None:
+    assert demo_logins(tmp_path / "nothing.txt") == []

@@ -5,7 +5,6 @@ and places a legal hold. Every page is screenshotted and none violates the CSP (
 
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,35 +12,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
-from cdp.access.clients import ClientRepository
-from cdp.access.roles import ROLE_SCOPES
 from cdp.audit import AuditService
 from tests.api.tokens import customer_token
 from tests.browser.conftest import LiveSite, browser_sign_in_staff, watch_csp
 from tests.web.test_console import Person, distinct_customers
 
 pytestmark = pytest.mark.browser
-
-
-def _support_reads(site: LiveSite, customer: uuid.UUID) -> None:
-    """A support desk's machine client reads one customer's profile (allowed) and tries a purpose its role
-    may not use (refused), so the access report has rows."""
-    world = site.world
-    with world.platform.db.transaction() as session:
-        registered, secret = ClientRepository(session).create(
-            name="support desk",
-            role="support_agent",
-            department="support",
-            scopes=ROLE_SCOPES["support_agent"],
-            grant="client_credentials",
-        )
-    api = world.app.test_client()
-    basic = base64.b64encode(f"{registered.client_id}:{secret}".encode()).decode()
-    token = api.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
-    ).get_json()["access_token"]
-    for purpose in ("support", "dsr"):
-        api.get(f"/v1/customers/{customer}?purpose={purpose}", headers={"Authorization": f"Bearer {token}"})
 
 
 def _erasure_request(site: LiveSite, person: Person) -> uuid.UUID:
@@ -65,7 +41,7 @@ def people(live_site: LiveSite) -> list[Person]:
 
 @pytest.fixture(scope="module")
 def site(live_site: LiveSite, people: list[Person]) -> Iterator[LiveSite]:
-    _support_reads(live_site, people[0][2])
+    live_site.world.support_reads(people[0][2])
     platform = live_site.world.platform
     AuditService(platform.db, platform.vault, platform.settings.issuer).seal_and_checkpoint()
     yield live_site

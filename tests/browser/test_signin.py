@@ -24,6 +24,7 @@ from cdp.access.users import UserRepository
 from cdp.config import Settings
 from cdp.platform import Platform
 from cdp.sources.ingest import IngestService
+from tests.browser.conftest import watch_csp
 from tests.sources.test_ingest import CRM_HEADER, CRM_MAPPING, CRM_ROWS
 
 pytestmark = pytest.mark.browser
@@ -99,17 +100,6 @@ def _authorize(site: Site, client_id: str) -> tuple[OAuth2Session, str, str, str
     return oauth, url, state, verifier
 
 
-def _watch_csp(page: Page) -> list[str]:
-    violations: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            violations.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    return violations
-
-
 def _finish(site: Site, oauth: OAuth2Session, page: Page, state: str, verifier: str) -> dict[str, str]:
     page.wait_for_url(f"{site.callback}?*", timeout=10_000)
     assert page.text_content("p") == "signed in"
@@ -128,7 +118,7 @@ def test_staff_sign_in_in_chromium_reaches_the_app_and_redeems(browser: Browser,
         )
     oauth, url, state, verifier = _authorize(site, _app(site, "staff", "profiles:read"))
     page = browser.new_page()
-    violations = _watch_csp(page)
+    violations = watch_csp(page)
     page.goto(url)
     assert page.title() and page.locator("input[name=password]").get_attribute("type") == "password"
     page.fill("input[name=username]", "sam")
@@ -153,7 +143,7 @@ def test_customer_sign_in_with_an_emailed_code_in_chromium(
     ingest.ingest_file("crm", tmp_path / "crm.csv")
     oauth, url, state, verifier = _authorize(site, _app(site, "customer", "self:read"))
     page = browser.new_page()
-    violations = _watch_csp(page)
+    violations = watch_csp(page)
     page.goto(url)
     page.fill("input[name=email]", "maria.garcia@example.com")
     page.click("button.primary")

@@ -22,7 +22,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api import create_app
+from cdp.access.clients import ClientRepository
 from cdp.access.outbox import Outbox
+from cdp.access.roles import ROLE_SCOPES
 from cdp.access.users import UserRepository
 from cdp.config import Settings
 from cdp.db.models import EntityMember, SourceRecord
@@ -102,6 +104,28 @@ class WebWorld:
 
     def totp(self, username: str) -> str:
         return pyotp.TOTP(self.totp_secrets[username]).now()
+
+    def support_reads(self, entity_id: uuid.UUID) -> None:
+        """A support desk's machine client (client credentials) reads the customer's profile for
+        support (allowed) and for DSR handling (refused by its role), so access logs and reports have an
+        allowed and a refused read to show."""
+        with self.platform.db.transaction() as session:
+            registered, secret = ClientRepository(session).create(
+                name="support desk",
+                role="support_agent",
+                department="support",
+                scopes=ROLE_SCOPES["support_agent"],
+                grant="client_credentials",
+            )
+        api = self.app.test_client()
+        answer = api.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(registered.client_id, str(secret)),
+        )
+        headers = {"Authorization": f"Bearer {answer.get_json()['access_token']}"}
+        assert api.get(f"/v1/customers/{entity_id}?purpose=support", headers=headers).status_code == 200
+        assert api.get(f"/v1/customers/{entity_id}?purpose=dsr", headers=headers).status_code == 403
 
     def latest_code(self) -> str:
         with self.platform.db.read() as session:

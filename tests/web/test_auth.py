@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,7 +18,6 @@ from cdp.db.models import AuditEntry, OAuthTokenFamily, WebSession
 from tests.web.harness import (
     ISSUER,
     WebWorld,
-    build_world,
     csrf_of,
     sign_in_customer,
     sign_in_staff,
@@ -27,20 +25,6 @@ from tests.web.harness import (
 )
 from web.apps import CONSOLE, PRIVACY, STAFF
 from web.pages import CSP
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebWorld]:
-    built = build_world(tmp_path_factory.mktemp("web-auth"))
-    try:
-        yield built
-    finally:
-        built.platform.close()
-
-
-@pytest.fixture
-def client(world: WebWorld) -> FlaskClient:
-    return web_client(world)
 
 
 def _cookie(client: FlaskClient, name: str) -> str | None:

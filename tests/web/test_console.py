@@ -6,7 +6,6 @@ a POST without the CSRF token is refused."""
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 import uuid
@@ -16,8 +15,6 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from cdp.access.clients import ClientRepository
-from cdp.access.roles import ROLE_SCOPES
 from cdp.audit import AuditService
 from cdp.audit.queries import search
 from tests.web.harness import WebWorld, build_world, csrf_of, sign_in_customer, sign_in_staff, web_client
@@ -40,32 +37,11 @@ def _seal(world: WebWorld) -> None:
     AuditService(platform.db, platform.vault, platform.settings.issuer).seal_and_checkpoint()
 
 
-def _support_reads(world: WebWorld, customer: uuid.UUID) -> None:
-    """A support department's machine client reads a customer's profile for support (allowed) and for
-    DSR handling (refused), so the access report and the search have something to show."""
-    with world.platform.db.transaction() as session:
-        registered, secret = ClientRepository(session).create(
-            name="support desk",
-            role="support_agent",
-            department="support",
-            scopes=ROLE_SCOPES["support_agent"],
-            grant="client_credentials",
-        )
-    api = world.app.test_client()
-    basic = base64.b64encode(f"{registered.client_id}:{secret}".encode()).decode()
-    answer = api.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
-    )
-    headers = {"Authorization": f"Bearer {answer.get_json()['access_token']}"}
-    assert api.get(f"/v1/customers/{customer}?purpose=support", headers=headers).status_code == 200
-    assert api.get(f"/v1/customers/{customer}?purpose=dsr", headers=headers).status_code == 403
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebWorld]:
     built = build_world(tmp_path_factory.mktemp("web-console"))
     people = _PEOPLE[id(built)] = distinct_customers(built)
-    _support_reads(built, people[3][2])
+    built.support_reads(people[3][2])
     _seal(built)
     try:
         yield built

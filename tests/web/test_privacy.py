@@ -14,26 +14,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from cdp.access.clients import ClientRepository
 from cdp.consent.ledger import ConsentLedger
 from cdp.db.models import EntityMember, SourceRecord, WebSession
 from cdp.platform import Platform
 from cdp.sources.records import RecordRepository
-from tests.web.harness import WebWorld, build_world, csrf_of, sign_in_customer, web_client
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebWorld]:
-    built = build_world(tmp_path_factory.mktemp("web-privacy"))
-    try:
-        yield built
-    finally:
-        built.platform.close()
-
-
-@pytest.fixture
-def client(world: WebWorld) -> FlaskClient:
-    return web_client(world)
+from tests.web.harness import WebWorld, csrf_of, sign_in_customer, web_client
 
 
 def _signed_in(world: WebWorld, index: int) -> tuple[FlaskClient, str]:
@@ -93,20 +78,12 @@ def test_an_unknown_consent_action_changes_nothing(world: WebWorld) -> None:
 
 def test_a_staff_read_appears_in_the_customers_access_log(world: WebWorld) -> None:
     _, _, entity_id = world.customer(0)
-    with world.platform.db.transaction() as session:
-        service, secret = ClientRepository(session).create(
-            name="support desk", role="support_agent", scopes=["profiles:read"], grant="client_credentials"
-        )
-    api = world.app.test_client()
-    token = api.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(service.client_id, str(secret))
-    ).get_json()["access_token"]
-    read = api.get(f"/v1/customers/{entity_id}?purpose=support", headers={"Authorization": f"Bearer {token}"})
-    assert read.status_code == 200
+    world.support_reads(entity_id)
     client, _ = _signed_in(world, 0)
     page = client.get("/privacy/access")
     assert page.status_code == 200
     assert "support agent" in page.text and "<td>support</td>" in page.text
+    assert "<td>dsr</td>" in page.text and "allowed" in page.text
 
 
 def test_a_copy_is_downloaded_once_and_its_link_never_reaches_the_browser(world: WebWorld) -> None:

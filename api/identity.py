@@ -78,6 +78,11 @@ class DecisionSchema(ma.Schema):
 class EntityExplanationSchema(ma.Schema):
     entity_id = ma.fields.UUID()
     records = ma.fields.List(ma.fields.UUID(), metadata={"description": "Member record ids"})
+    sources = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        metadata={"description": "Each member record's source system (a system name, never a value)"},
+    )
     links = ma.fields.List(
         ma.fields.Nested(LinkSchema),
         metadata={"description": "Stored scored pairs between members (links, review band, contradictions)"},

@@ -1053,7 +1053,8 @@ def identity_explain_entity(state: _State, entity: str) -> None:
     records = explained["records"]
     out.print(f"entity {entity_id}: {len(records)} record(s)", markup=False, highlight=False)
     for record_id in records:
-        out.print(f"  {record_id}", markup=False, highlight=False)
+        source = explained["sources"].get(record_id, "?")
+        out.print(f"  {record_id}  ({source})", markup=False, highlight=False)
     if explained["links"]:
         links = Table(title="scored pairs between its records")
         for column in ("record_a", "record_b", "weight", "refused"):

@@ -5,7 +5,7 @@ phone number or name, choose *why* they open a customer (a purpose their role ma
 360° golden profile — with where each value came from, which fields are masked and which are left out,
 and why — the contact history across channels, and, with ``identity:read``, how the customer's records
 were resolved, drawn as a graph. Data stewards (``identity:manage``, no profile access) work the review
-queue and merge or split records; their cluster page shows ids, sources known to them and weights only.
+queue and merge or split records; their cluster page shows record ids, source systems and weights only.
 
 Every read is a call to the JSON API as the signed-in person (:mod:`web.gateway`), so the access gate,
 consent and the audit log apply exactly as for any client. Searches are POSTs whose results are rendered
@@ -400,7 +400,8 @@ def customer(entity_id: str) -> ResponseReturnValue:
         if explanation.ok:
             review = api(STAFF, "GET", "/v1/identity/review", query={"limit": 500})
             items = review.body.get("items", []) if review.ok else []
-            context["cluster"] = _cluster(explanation.body, sources, items)
+            known = {**explanation.body.get("sources", {}), **sources}
+            context["cluster"] = _cluster(explanation.body, known, items)
         else:
             context["cluster_error"] = _problem_text(explanation)
             if context["profile"] is None:

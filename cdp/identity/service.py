@@ -693,9 +693,18 @@ class IdentityService:
                     )
                 ).scalars()
             ]
+            sources: dict[str, str] = {}
+            for chunk in _chunks(members):
+                for record_id, source in session.execute(
+                    select(SourceRecord.id, Source.name)
+                    .join(Source, Source.id == SourceRecord.source_id)
+                    .where(SourceRecord.id.in_(chunk))
+                ):
+                    sources[str(record_id)] = source
         return {
             "entity_id": str(entity_id),
             "records": [str(m) for m in members],
+            "sources": sources,
             "links": links,
             "decisions": decisions,
         }

@@ -143,6 +143,7 @@ def test_entity_explanation_lists_members_links_and_decisions(seeded: Seeded) ->
     body = response.json
     assert body is not None and body == seeded.service.explain_entity(entity)
     assert body["records"] == [str(r) for r in group] and body["links"]
+    assert set(body["sources"]) == set(body["records"]) and all(body["sources"].values())
     for link in body["links"]:
         assert set(link) == {"record_a", "record_b", "match_weight", "refused"}
 

@@ -184,6 +184,8 @@ def test_a_steward_sees_the_cluster_without_the_profile_and_splits_and_merges(wo
     assert "Golden profile" not in page.text and "Contact history" not in page.text
     assert '<svg class="graph"' in page.text and page.text.count('<circle class="node"') == len(members)
     assert f'<td class="mono">{record}</td>' in page.text
+    svg = page.text.split('<svg class="graph"', 1)[1].split("</svg>", 1)[0]
+    assert "record " not in svg  # nodes are labelled by source system even without profiles:read
 
     token = csrf_of(page.text)
     split = client.post(

@@ -30,6 +30,11 @@ class LinksSchema(ma.Schema):
     openapi = ma.fields.String(required=True)
     health = ma.fields.String(required=True)
     ready = ma.fields.String(required=True)
+    privacy_center = ma.fields.String(required=True, metadata={"description": "Customers' web app"})
+    department_view = ma.fields.String(required=True, metadata={"description": "Staff's web app"})
+    compliance_console = ma.fields.String(
+        required=True, metadata={"description": "Compliance officers' and DPOs' web app"}
+    )
 
 
 class IndexSchema(ma.Schema):
@@ -122,12 +127,20 @@ def check_readiness(platform: Platform) -> Readiness:
 def index() -> dict[str, object]:
     """Service index.
 
-    Points clients at the API description and the probes, so none of them needs hard-coding.
+    Points clients at the API description, the probes and the web apps, so none of them needs
+    hard-coding.
     """
     return {
         "service": "cdp",
         "version": cdp.__version__,
-        "links": {"openapi": "/openapi.json", "health": "/healthz", "ready": "/readyz"},
+        "links": {
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "privacy_center": "/privacy/",
+            "department_view": "/staff/",
+            "compliance_console": "/console/",
+        },
     }
 
 

@@ -19,14 +19,23 @@ from cdp.vault.keyring import FileKeyring
 PROBLEM_JSON = "application/problem+json"
 
 
-def test_index_links_to_the_spec_and_the_probes(client: FlaskClient) -> None:
+def test_index_links_to_the_spec_the_probes_and_the_web_apps(client: FlaskClient) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.json == {
         "service": "cdp",
         "version": cdp.__version__,
-        "links": {"openapi": "/openapi.json", "health": "/healthz", "ready": "/readyz"},
+        "links": {
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "privacy_center": "/privacy/",
+            "department_view": "/staff/",
+            "compliance_console": "/console/",
+        },
     }
+    for link in response.json["links"].values():
+        assert client.get(link).status_code == 200
 
 
 def test_healthz_answers_ok(client: FlaskClient) -> None:

@@ -93,3 +93,41 @@ def test_customer_signs_in_withdraws_a_consent_downloads_a_copy_and_asks_for_era
     assert page.url == f"{site.base}/privacy/"
     assert violations == []
     context.close()
+
+
+_UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, textarea'))
+    .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label'))
+    .map(e => e.name)"""
+_OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_privacy_pages_fit_a_phone_screen_and_label_every_field(
+    browser: Browser, live_site: LiveSite
+) -> None:
+    """Responsive and accessible: at 375 px wide no page scrolls sideways (wide tables scroll inside
+    their card), every visible field has a label, and a keyboard user reaches the content first."""
+    site = live_site
+    email, _, _ = site.world.customer(1)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    page = context.new_page()
+    violations = watch_csp(page)
+    page.goto(f"{site.base}/privacy/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.get_by_role("link", name="Sign in", exact=True).click()
+    page.fill("input[name=email]", email)
+    page.click("button.primary")
+    page.fill("input[name=code]", site.world.latest_code())
+    page.click("button.primary")
+    page.wait_for_url(f"{site.base}/privacy/")
+    for path, name in [
+        ("/privacy/", "phone-your-data"),
+        ("/privacy/consents", "phone-consents"),
+        ("/privacy/requests", "phone-requests"),
+    ]:
+        page.goto(f"{site.base}{path}")
+        assert page.evaluate(_OVERFLOW) <= 0, path
+        assert page.evaluate(_UNLABELLED) == [], path
+        site.shoot(page, "privacy", name)
+    assert violations == []
+    context.close()

@@ -76,7 +76,9 @@ def words(page: str) -> str:
 
 
 def table_rows(page: str, table_class: str) -> list[str]:
-    body = page.split(f'<table class="{table_class}">', 1)[1].split("</table>", 1)[0]
+    opening = re.search(rf'<table class="(?:[^"]* )?{table_class}(?: [^"]*)?">', page)
+    assert opening is not None, f"no table of class {table_class}"
+    body = page[opening.end() :].split("</table>", 1)[0]
     return re.findall(r"<tr[^>]*>.*?</tr>", body.split("<tbody>", 1)[1], flags=re.S)
 
 

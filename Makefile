@@ -1,4 +1,4 @@
-.PHONY: demo test bench venv
+.PHONY: demo test bench fuzz venv
 
 # Start the demo server on the embedded SQLite store, seeded with demo data; prints the URL.
 demo:
@@ -21,6 +21,11 @@ bench:
 	.venv/bin/python -m bench.retention
 	.venv/bin/python -m bench.analytics
 	.venv/bin/python -m bench.web_pages
+
+# The API fuzz test with many more generated requests per operation and role than the test suite's.
+fuzz:
+	bash scripts/venv.sh
+	CDP_FUZZ_EXAMPLES=$${CDP_FUZZ_EXAMPLES:-300} .venv/bin/python -m pytest -n 2 tests/api/test_fuzz.py
 
 venv:
 	bash scripts/venv.sh

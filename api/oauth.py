@@ -26,8 +26,9 @@ No implicit or password grant exists. Access tokens are short-lived (``access_to
 protected request verifies the signature (ES256 only — ``none`` and HMAC algorithms are refused),
 ``typ`` ``at+jwt``, issuer, audience, expiry, then in one indexed query that the token is not revoked,
 its client is enabled, its staff user (if any) is enabled and its sign-in (``sid``) is not revoked — so
-all of these take effect on the next request. Errors follow RFC 6749/6750 (``invalid_token``,
-``insufficient_scope`` with ``WWW-Authenticate``).
+all of these take effect on the next request. A refused bearer token answers an RFC 9457 problem with the
+RFC 6750 challenge in ``WWW-Authenticate`` and ``error`` (``invalid_token``, ``insufficient_scope``) /
+``error_description`` members; the token endpoint's errors are RFC 6749's.
 
 Every request to the token, revocation and introspection endpoints leaves one audit entry
 (``auth.token``, ``auth.revoke``, ``auth.introspect``), recorded after the grant's own rows are committed
@@ -77,6 +78,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.auditing import audit_actor, ensure_recorded, outcome_of, record_request
 from api.context import current_platform, current_request_id
+from api.errors import problem_response
 from cdp.access.clients import Client, ClientRepository, secret_matches
 from cdp.access.grants import (
     REVOKED_CODE_REUSE,
@@ -632,13 +634,17 @@ def _verified_claims(token: str, keys: _KeyCache, issuer: str, audience: str) ->
 
 
 def _bearer_error(status: int, error: str, description: str, scope: str | None = None) -> Response:
+    """An RFC 6750 refusal as an RFC 9457 problem (like every other error of the API): the challenge in
+    ``WWW-Authenticate``, and ``error`` / ``error_description`` as extension members for OAuth clients."""
     challenge = f'Bearer realm="cdp", error="{error}", error_description="{description}"'
     if scope:
         challenge += f', scope="{scope}"'
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    response.headers["WWW-Authenticate"] = challenge
-    return response
+    return problem_response(
+        status,
+        detail=description,
+        headers={"WWW-Authenticate": challenge},
+        extensions={"error": error, "error_description": description},
+    )
 
 
 def require_scope(scope: str, action: str) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:

@@ -38,7 +38,10 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
+# Security lint of the shipped code: any finding of high severity fails the run (pyproject [tool.bandit]).
+.venv/bin/bandit -c pyproject.toml -r cdp api web -q --severity-level high
 set +e
 .venv/bin/python -m pytest -n "${CDP_TEST_WORKERS:-2}" "$@"
 status=$?

@@ -48,7 +48,10 @@ def document_hash(document: dict[str, Any]) -> str:
 
 
 def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # The year is padded by hand: strftime's %Y gives "634", not "0634", for years before 1000 on glibc,
+    # which is not an RFC 3339 date-time (a since/until echoed back must still be one).
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def checkpoint_message(origin: str, seq: int, head_hash: str, signed_at: str) -> bytes:

@@ -304,3 +304,14 @@ def test_export_names_what_cannot_be_exported(platform: Platform, tmp_path: Path
     with pytest.raises(AuditError, match="after the checkpoint"):
         export_slice(platform.db, tmp_path / "x.jsonl", from_seq=CHAIN_LENGTH + 1)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_timestamps_are_rfc3339_for_any_year_and_agree_offline() -> None:
+    """strftime's %Y drops the leading zero of years before 1000 on glibc; a since/until echoed back in a
+    report must still be an RFC 3339 date-time, and the offline verifier must spell it the same way."""
+    for moment in (datetime(634, 12, 15, 15, 52, 16, tzinfo=UTC), datetime(9, 1, 2, tzinfo=UTC)):
+        spelled = canonical.timestamp(moment)
+        assert spelled == offline.timestamp(moment)
+        assert datetime.strptime(spelled, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) == moment
+        assert len(spelled.split("-", 1)[0]) == 4
+    assert canonical.timestamp(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"

@@ -18,7 +18,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -442,7 +442,12 @@ def report_access(query: dict[str, Any]) -> ResponseReturnValue:
     attempts of any action. Without a range: the last 30 days.
     """
     until: datetime = query["until"] or utcnow()
-    since: datetime = query["since"] or until - timedelta(days=REPORT_DAYS)
+    # Clamped at the first representable instant: "until year 1" minus 30 days is no date at all.
+    earliest = datetime.min.replace(tzinfo=UTC)
+    default_since = (
+        until - timedelta(days=REPORT_DAYS) if until - earliest > timedelta(days=REPORT_DAYS) else earliest
+    )
+    since: datetime = query["since"] or default_since
     if since >= until:
         raise Problem(400, title="Empty range", detail="since must be earlier than until")
     report = access_report(current_platform().db, since, until)

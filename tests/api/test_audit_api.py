@@ -451,3 +451,13 @@ def test_a_customer_sees_staff_reads_of_their_data_by_role_not_by_name(live: Liv
 
     refused = staff.get(f"{live.base}/v1/me/access-log")
     assert refused.status_code == 403 and 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
+
+
+def test_an_access_report_until_the_first_days_of_year_one_starts_at_the_earliest_instant(api: Api) -> None:
+    """Found by the fuzz test: the default period (30 days before ``until``) overflowed into year 0 and
+    answered 500; it is clamped at the first representable instant, and the range is echoed as RFC 3339."""
+    response = api.get("compliance_officer", "/v1/audit/reports/access", until="0001-01-01T13:00:00Z")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["since"] == "0001-01-01T00:00:00.000000Z" and body["until"] == "0001-01-01T13:00:00.000000Z"
+    assert body["rows"] == []

@@ -148,7 +148,7 @@ class HistorySchema(ma.Schema):
 class UpdateQuerySchema(ma.Schema):
     version = ma.fields.Integer(
         load_default=None,
-        validate=ma.validate.Range(min=1),
+        validate=ma.validate.Range(1, 2**31 - 1),
         metadata={"description": "Refuse (409) unless the segment is still at this version"},
     )
 

@@ -46,6 +46,9 @@ from cdp.audit.queries import (
 )
 from cdp.db.types import utcnow
 
+MAX_SEQ = 2**63 - 1
+"""Positions are 64-bit integers in the store; a larger number is refused (422), never sent to SQL."""
+
 blp = Blueprint(
     "audit",
     __name__,
@@ -179,7 +182,7 @@ class StatusQuerySchema(ma.Schema):
 class CheckpointQuerySchema(ma.Schema):
     after = ma.fields.Integer(
         load_default=0,
-        validate=ma.validate.Range(0),
+        validate=ma.validate.Range(0, MAX_SEQ),
         metadata={"description": "Only checkpoints of larger `seq` (`next_after` of the previous page)"},
     )
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(1, MAX_PAGE))

@@ -461,3 +461,10 @@ def test_an_access_report_until_the_first_days_of_year_one_starts_at_the_earlies
     body = response.get_json()
     assert body["since"] == "0001-01-01T00:00:00.000000Z" and body["until"] == "0001-01-01T13:00:00.000000Z"
     assert body["rows"] == []
+
+
+def test_a_checkpoint_position_beyond_64_bits_is_refused_not_a_server_error(api: Api) -> None:
+    """Found by the fuzz test: ``after=32607066282587373568`` overflowed SQLite's integer and answered 500."""
+    response = api.get("compliance_officer", "/v1/audit/checkpoints", after=str(2**64 + 1))
+    assert response.status_code == 422 and response.content_type == "application/problem+json"
+    assert api.get("compliance_officer", "/v1/audit/checkpoints", after=str(2**63 - 1)).status_code == 200

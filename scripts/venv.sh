@@ -12,8 +12,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.cdp-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! .venv/bin/python -c 'import cdp, api, web' 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ] \
+   || ! .venv/bin/python -c 'import cdp, api, web' 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,bench]'
+  # The lock pins every dependency to the versions the suite was run with (scripts/lock.sh makes it).
+  .venv/bin/python -m pip install --quiet -e '.[dev,bench]' -c requirements.lock
   touch "$stamp"
 fi

@@ -21,6 +21,7 @@ bench:
 	.venv/bin/python -m bench.retention
 	.venv/bin/python -m bench.analytics
 	.venv/bin/python -m bench.web_pages
+	.venv/bin/python -m bench.load
 
 # The API fuzz test with many more generated requests per operation and role than the test suite's.
 fuzz:

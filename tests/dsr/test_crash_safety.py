@@ -6,10 +6,6 @@ after it starts working, so early trials die while planning and later ones insid
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +19,7 @@ from cdp.db.models import BlindIndexEntry, ErasureJob, Interaction, RetentionSwe
 from cdp.dsr.service import DsrService
 from cdp.platform import Platform
 from cdp.sources.ingest import IngestService
+from tests.crash import run_worker
 from tests.dsr.world import World, seed_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,36 +27,14 @@ DELAYS = (0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5, 
 
 
 def _run_worker(platform: Platform, *args: str, kill_after: float | None) -> bool:
-    """Start the worker; SIGKILL it ``kill_after`` seconds after it reports ready. True if it finished."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable,
-        "-m",
+    """The DSR worker (erase / sweep) on this platform; see :func:`tests.crash.run_worker`."""
+    settings = platform.settings
+    return run_worker(
         "tests.dsr.crash_worker",
-        args[0],
-        str(platform.settings.data_dir),
-        str(platform.settings.database_url),
-        *args[1:],
-    ]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [args[0], str(settings.data_dir), str(settings.database_url), *args[1:]],
+        kill_after=kill_after,
+        timeout=120,
     )
-    assert process.stdout is not None
-    try:
-        line = process.stdout.readline()
-        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
-        if kill_after is None:
-            _, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err
-            return True
-        time.sleep(kill_after)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        return process.returncode == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _ingest_history(platform: Platform, tmp_path: Path, source: str, account: str, count: int) -> None:

@@ -6,11 +6,6 @@ re-run finishes the job."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,46 +16,21 @@ from cdp.db.models import AuditEntry, EntityMember, MatchEdge, SourceRecord
 from cdp.demo.seed import seed
 from cdp.identity.service import IdentityService
 from cdp.platform import Platform
+from tests.crash import run_worker
 
-REPO = Path(__file__).resolve().parents[2]
 DELAYS = (0.0, 0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2.0)
 
 pytestmark = pytest.mark.slow
 
 
 def _resolve_in_a_worker(platform: Platform, kill_after: float | None) -> bool:
-    """Run resolve_all in another process; SIGKILL it ``kill_after`` s after it is ready. True if it
-    finished."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.identity.crash_worker",
-            str(platform.settings.data_dir),
-            str(platform.settings.database_url),
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    """resolve_all in another process, killed ``kill_after`` s after it is ready (None: let it finish)."""
+    settings = platform.settings
+    return run_worker(
+        "tests.identity.crash_worker",
+        [str(settings.data_dir), str(settings.database_url)],
+        kill_after=kill_after,
     )
-    assert process.stdout is not None
-    try:
-        line = process.stdout.readline()
-        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
-        if kill_after is None:
-            _, err = process.communicate(timeout=300)
-            assert process.returncode == 0, err
-            return True
-        time.sleep(kill_after)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        return process.returncode == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _state(platform: Platform) -> tuple[frozenset[frozenset[str]], int, int]:

@@ -49,12 +49,15 @@ SELF_PURPOSE = "self_service"
 
 
 def _purpose_field(**kwargs: Any) -> ma.fields.String:
+    """The ``purpose`` query parameter. Its values are documented as an enum (the field policy's
+    purposes), but an unknown one is still answered by the access gate (400 "Unknown purpose", audited as
+    a refused read) rather than by schema validation."""
     return ma.fields.String(
         validate=[ma.validate.Length(1, 40), ma.validate.Regexp(r"^[a-z][a-z_]*$")],
         metadata={
-            "description": "Why you read: `support`, `identity_verification`, `sales`, `billing`, "
-            "`marketing`, `analytics`, `compliance`, `dsr` (what your role allows). Fields the purpose "
-            "does not need are left out."
+            "description": "Why you read (the purposes your role allows); fields the purpose does not "
+            "need are left out.",
+            "enum": sorted(FieldPolicy.default().purposes),
         },
         **kwargs,
     )

@@ -117,17 +117,16 @@ def csrf_token() -> str:
     return hmac.new(_secret().encode(), b"csrf:" + web_session.id.bytes, hashlib.sha256).hexdigest()
 
 
-def _cookie_secure(app: WebApp) -> dict[str, Any]:
-    return {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
+_COOKIE_ATTRIBUTES: dict[str, Any] = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
 
 
 def _set_cookie(response: BaseResponse, app: WebApp, secret: str) -> BaseResponse:
-    response.set_cookie(app.cookie, secret, **_cookie_secure(app))
+    response.set_cookie(app.cookie, secret, **_COOKIE_ATTRIBUTES)
     return response
 
 
-def _clear_cookie(response: BaseResponse, app: WebApp) -> BaseResponse:
-    response.delete_cookie(app.cookie, **_cookie_secure(app))
+def clear_cookie(response: BaseResponse, app: WebApp) -> BaseResponse:
+    response.delete_cookie(app.cookie, **_COOKIE_ATTRIBUTES)
     return response
 
 
@@ -310,7 +309,7 @@ def signed_in(app: WebApp) -> Callable[[Callable[P, ResponseReturnValue]], Calla
                 return view(*args, **kwargs)
             except SignedOut:
                 response = render(app, "web/message.html", 401, heading="Signed out", message=SIGNED_OUT)
-                return _clear_cookie(response, app)
+                return clear_cookie(response, app)
 
         return wrapper
 
@@ -379,7 +378,7 @@ def web_blueprint(app: WebApp) -> Blueprint:
         response = render(
             app, "web/message.html", heading="Signed out", message="You are signed out.", offer_sign_in=True
         )
-        return _clear_cookie(response, app)
+        return clear_cookie(response, app)
 
     return blueprint
 
@@ -392,7 +391,7 @@ def _callback(app: WebApp) -> ResponseReturnValue:
         response = render(
             app, "web/message.html", status, heading="Not signed in", message=message, offer_sign_in=True
         )
-        return _clear_cookie(response, app)
+        return clear_cookie(response, app)
 
     web_session = current_web_session()
     if web_session is None or not web_session.pending:

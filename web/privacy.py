@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from web.apps import PRIVACY
 from web.auth import (
     api,
+    clear_cookie,
     current_web_session,
     end_session,
     notify,
@@ -206,13 +207,12 @@ def open_request() -> ResponseReturnValue:
     return _erased(body)
 
 
-def _erased(body: dict[str, Any]) -> Response:
+def _erased(body: dict[str, Any]) -> ResponseReturnValue:
     """The erasure is done and the sign-in it ran under is revoked: show the receipt, end the session."""
     receipt = body.get("receipt") or {}
     end_session()
     response = render(PRIVACY, "web/privacy/erased.html", request_id=body.get("id"), receipt=receipt)
-    response.delete_cookie(PRIVACY.cookie, secure=True, httponly=True, samesite="Strict", path="/")
-    return response
+    return clear_cookie(response, PRIVACY)
 
 
 @blueprint.post("/requests/download")

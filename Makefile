@@ -1,4 +1,4 @@
-.PHONY: demo test bench fuzz venv
+.PHONY: demo test bench report fuzz venv
 
 # Start the demo server on the embedded SQLite store, seeded with demo data; prints the URL.
 demo:
@@ -22,6 +22,11 @@ bench:
 	.venv/bin/python -m bench.analytics
 	.venv/bin/python -m bench.web_pages
 	.venv/bin/python -m bench.load
+
+# Every benchmark, one after another, into one Markdown report (SIZE=quick: minutes; SIZE=full: hours).
+report:
+	bash scripts/venv.sh
+	.venv/bin/python -m bench.report --size $${SIZE:-quick}
 
 # The API fuzz test with many more generated requests per operation and role than the test suite's.
 fuzz:

@@ -346,6 +346,9 @@ def server_env(bench: BenchPlatform) -> dict[str, str]:
         CDP_DATABASE_URL=bench.settings.database_url,
         CDP_KEYRING=bench.settings.keyring,
         CDP_ACCESS_TOKEN_TTL_SECONDS="3600",  # noqa: S106 - a lifetime, not a secret
+        # One issuer for every server of the run (each listens on its own port, and an issuer derived
+        # from host and port would differ), so a token from one is valid at the others.
+        CDP_ISSUER="http://127.0.0.1:8000",
     )
     return env
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
+import sqlalchemy.exc
 from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
@@ -131,6 +132,7 @@ class ProblemSpec:
     type: str
     title: str
     detail: str
+    retry_after_seconds: int | None = None
 
 
 def register_problem(app: Flask, exc_type: type[Exception], spec: ProblemSpec) -> None:
@@ -140,7 +142,10 @@ def register_problem(app: Flask, exc_type: type[Exception], spec: ProblemSpec) -
         logger.warning(
             "%s answered as %d (request_id=%s)", type(exc).__name__, spec.status, current_request_id()
         )
-        return problem_response(spec.status, detail=spec.detail, title=spec.title, type=spec.type)
+        headers = {"Retry-After": str(spec.retry_after_seconds)} if spec.retry_after_seconds else None
+        return problem_response(
+            spec.status, detail=spec.detail, title=spec.title, type=spec.type, headers=headers
+        )
 
     app.register_error_handler(exc_type, handle)
 
@@ -198,14 +203,16 @@ def register_error_handlers(app: Flask) -> None:
     """Install the problem handlers; called once per app by :class:`api.smorest.CdpApi`."""
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Problem, handle_problem)
-    register_problem(
-        app,
-        DatabaseUnavailable,
-        ProblemSpec(
-            status=503,
-            type=DATABASE_UNAVAILABLE,
-            title="Database unavailable",
-            detail="The database cannot be reached right now; try again later.",
-        ),
+    unavailable = ProblemSpec(
+        status=503,
+        type=DATABASE_UNAVAILABLE,
+        title="Database unavailable",
+        detail="The database cannot be reached right now; try again later.",
+        retry_after_seconds=5,
     )
+    register_problem(app, DatabaseUnavailable, unavailable)
+    # A connection lost or refused mid-request (the server restarting, a failover) or SQLite's busy
+    # timeout: transient, so a 503 the client may retry, not a 500. The pool reconnects by itself.
+    register_problem(app, sqlalchemy.exc.OperationalError, unavailable)
+    register_problem(app, sqlalchemy.exc.InterfaceError, unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -25,6 +25,7 @@ import http.client
 import json
 import random
 import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -44,6 +45,8 @@ from cdp.demo.seed import seed
 MIX = (("read", 0.7), ("ingest", 0.2), ("consent", 0.1))
 BATCH = 5
 SAMPLE_SECONDS = 5.0
+RECOVERY_GRACE_SECONDS = 10.0
+"""After a database restart, failures later than this count as the server not recovering by itself."""
 FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dev", "Ewa", "Finn", "Gita", "Hugo", "Iris", "Jonas")
 LAST_NAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Novak", "Reyes", "Kowalski", "Byrne")
 
@@ -53,11 +56,14 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     samples: list[str] = field(default_factory=list)
+    outcomes: list[tuple[float, bool]] = field(default_factory=list)
+    """(monotonic time, succeeded) of every request, for the recovery after a database restart."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, seconds: float, ok: bool, detail: str) -> None:
         with self.lock:
             self.latencies[kind].append(seconds)
+            self.outcomes.append((time.monotonic(), ok))
             if not ok:
                 self.errors[kind] += 1
                 if len(self.samples) < 5:
@@ -185,6 +191,13 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--restart-postgres-after",
+        type=float,
+        default=None,
+        help="with --backend postgres: restart the local PostgreSQL cluster this many seconds into the load "
+        "(pg_ctlcluster) and report the errors during the outage and how long the server took to recover",
+    )
     args = parser.parse_args()
     Header("mixed load: reads, ingests, consent changes", vars(args)).print([args.backend])
 
@@ -243,6 +256,13 @@ def main() -> None:
             started = time.monotonic()
             for thread in threads:
                 thread.start()
+            restart: list[float] = []
+            if args.restart_postgres_after is not None:
+                threading.Thread(
+                    target=_restart_postgres,
+                    args=(started + args.restart_postgres_after, restart),
+                    daemon=True,
+                ).start()
             memory: list[tuple[float, float]] = []
             while any(thread.is_alive() for thread in threads):
                 memory.append((time.monotonic() - started, _rss_mib(server.pids())))
@@ -285,8 +305,37 @@ def main() -> None:
         f"last minute {statistics.mean(last):.0f} MiB, peak {max(r for _, r in memory):.0f} MiB "
         f"({len(memory)} samples)"
     )
+    if restart:
+        _report_recovery(tally, restart)
     for sample in tally.samples:
         console.print(f"[red]error[/red] {sample}")
+
+
+def _restart_postgres(at: float, times: list[float]) -> None:
+    """Restart the local cluster at monotonic time ``at``; appends (restart began, restart ended)."""
+    time.sleep(max(0.0, at - time.monotonic()))
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
+    times.append(time.monotonic())
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120
+    )
+    times.append(time.monotonic())
+
+
+def _report_recovery(tally: Tally, restart: list[float]) -> None:
+    began, ended = restart[0], restart[-1]
+    outcomes = sorted(tally.outcomes)
+    during = sum(1 for t, ok in outcomes if began <= t <= ended + 1 and not ok)
+    first_ok = next((t for t, ok in outcomes if t > ended and ok), None)
+    failing_after = [t for t, ok in outcomes if not ok and t > ended]
+    last_failure = max(failing_after) if failing_after else ended
+    late = sum(1 for t, ok in outcomes if not ok and t > ended + RECOVERY_GRACE_SECONDS)
+    console.print(
+        f"PostgreSQL restarted {began - outcomes[0][0]:.0f} s into the load, down for {ended - began:.1f} s; "
+        f"{during:,} requests failed meanwhile; first success {((first_ok or ended) - ended):.2f} s after it "
+        f"was back, last failure {last_failure - ended:.2f} s after; {late} failures later than "
+        f"{RECOVERY_GRACE_SECONDS:.0f} s after it (no manual step was taken)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any
 
 import marshmallow as ma
 import pytest
+import sqlalchemy.exc
 from flask import Flask, abort
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -43,6 +44,14 @@ def failing_client(app: Flask) -> FlaskClient:
     @blp.route("/database-down")
     def database_down() -> str:
         raise DatabaseUnavailable("cannot connect to database postgresql://cdp:***@db.internal:5432/cdp")
+
+    @blp.route("/connection-lost")
+    def connection_lost() -> str:
+        raise sqlalchemy.exc.OperationalError(
+            "SELECT * FROM subject WHERE email = " + repr(FAKE_EMAIL),  # noqa: S608 - never executed
+            {},
+            Exception("server closed the connection"),
+        )
 
     @blp.route("/abort/<int:status>")
     def abort_with(status: int) -> str:
@@ -141,3 +150,16 @@ def test_database_unavailable_is_a_503_problem_without_connection_details(
     assert body["type"] == "https://cdp.example/problems/database-unavailable"
     assert "db.internal" not in response.get_data(as_text=True)
     assert "db.internal" not in caplog.text
+
+
+def test_a_connection_lost_mid_request_is_a_retryable_503_without_the_statement(
+    failing_client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database restart or failover surfaces as OperationalError: transient, so 503 + Retry-After
+    (bench/load --restart-postgres-after shows the server serving again the moment it is back)."""
+    response = failing_client.get("/_test/connection-lost")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    body = problem(response)
+    assert body["type"] == "https://cdp.example/problems/database-unavailable"
+    assert FAKE_EMAIL not in response.get_data(as_text=True) and FAKE_EMAIL not in caplog.text
+    assert "SELECT" not in response.get_data(as_text=True)

@@ -16,7 +16,6 @@ on purpose.
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,12 +29,11 @@ from schemathesis.checks import positive_data_acceptance
 from sqlalchemy import select
 
 from api import create_app
-from cdp.access.clients import ClientRepository
 from cdp.access.roles import ROLE_SCOPES, SERVICE_ROLES
 from cdp.config import Settings
 from cdp.db.models import SourceRecord
 from cdp.platform import Platform
-from tests.api.tokens import customer_token
+from tests.api.tokens import customer_token, service_token
 from tests.profiles.fixtures import seed_customers
 
 EXAMPLES = int(os.environ.get("CDP_FUZZ_EXAMPLES", "12"))
@@ -83,21 +81,9 @@ def fuzzing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzing]:
     client = app.test_client()
     tokens = {}
     for role in sorted(SERVICE_ROLES):
-        with platform.db.transaction() as session:
-            registered, secret = ClientRepository(session).create(
-                name=f"fuzz {role}",
-                role=role,
-                department=DEPARTMENT.get(role),
-                scopes=ROLE_SCOPES[role],
-                grant="client_credentials",
-            )
-        basic = base64.b64encode(f"{registered.client_id}:{secret}".encode()).decode()
-        answer = client.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": f"Basic {basic}"},
+        tokens[role] = service_token(
+            platform, client, role, department=DEPARTMENT.get(role), name=f"fuzz {role}"
         )
-        tokens[role] = answer.get_json()["access_token"]
     with platform.db.read() as session:
         record_id = session.execute(select(SourceRecord.id).order_by(SourceRecord.id).limit(1)).scalar_one()
     tokens["customer"] = customer_token(platform, record_id)

@@ -4,7 +4,6 @@ no KEK, no blind-index key, no signing key's private or public half — is ever 
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,8 +14,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api import create_app
-from cdp.access.clients import ClientRepository
-from cdp.access.roles import ROLE_SCOPES
 from cdp.audit import AuditService
 from cdp.audit.queries import search
 from cdp.config import Settings
@@ -24,6 +21,7 @@ from cdp.db.models import AuditSigningKey, SigningKey
 from cdp.platform import Platform
 from cdp.vault import rotation
 from cdp.vault.subjects import SubjectStore
+from tests.api.tokens import service_token
 
 URL = "/v1/keys/status"
 
@@ -37,22 +35,8 @@ class KeysApi:
     def token(self, role: str) -> str:
         """A client-credentials token of a machine client with ``role`` and all the scopes it may hold."""
         if role not in self.tokens:
-            with self.platform.db.transaction() as session:
-                registered, secret = ClientRepository(session).create(
-                    name=f"{role} client",
-                    role=role,
-                    department="support" if role == "support_agent" else None,
-                    scopes=ROLE_SCOPES[role],
-                    grant="client_credentials",
-                )
-            basic = base64.b64encode(f"{registered.client_id}:{secret}".encode()).decode()
-            answer = self.client.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                headers={"Authorization": f"Basic {basic}"},
-            )
-            assert answer.status_code == 200, answer.get_json()
-            self.tokens[role] = answer.get_json()["access_token"]
+            department = "support" if role == "support_agent" else None
+            self.tokens[role] = service_token(self.platform, self.client, role, department=department)
         return self.tokens[role]
 
     def status(self, role: str | None) -> tuple[int, dict[str, object]]:

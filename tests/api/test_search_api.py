@@ -4,7 +4,6 @@ of key searched — never what was searched for)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,11 +15,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from api import create_app
-from cdp.access.clients import ClientRepository
-from cdp.access.roles import ROLE_SCOPES
 from cdp.audit.queries import Entry, search
 from cdp.config import Settings
 from cdp.platform import Platform
+from tests.api.tokens import service_token
 from tests.profiles.fixtures import Customers, seed_customers
 
 MARIA_EMAIL = "maria.garcia@example.com"
@@ -36,22 +34,9 @@ class World:
     def token(self, role: str, department: str | None = None) -> str:
         key = f"{role}:{department}"
         if key not in self.tokens:
-            with self.platform.db.transaction() as session:
-                registered, secret = ClientRepository(session).create(
-                    name=f"search {key}",
-                    role=role,
-                    department=department,
-                    scopes=ROLE_SCOPES[role],
-                    grant="client_credentials",
-                )
-            basic = base64.b64encode(f"{registered.client_id}:{secret}".encode()).decode()
-            response = self.client.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                headers={"Authorization": f"Basic {basic}"},
+            self.tokens[key] = service_token(
+                self.platform, self.client, role, department=department, name=f"search {key}"
             )
-            assert response.status_code == 200, response.get_json()
-            self.tokens[key] = response.get_json()["access_token"]
         return self.tokens[key]
 
     def search(self, body: Any, role: str = "support_agent", department: str | None = None) -> TestResponse:

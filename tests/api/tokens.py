@@ -5,11 +5,14 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 
+from flask.testing import FlaskClient
 from joserfc import jwt
 
 from cdp.access.clients import ClientRepository
 from cdp.access.grants import GrantStore
+from cdp.access.roles import ROLE_SCOPES
 from cdp.platform import Platform
 from cdp.vault.signing import ALG, SigningKeys
 
@@ -50,3 +53,29 @@ def customer_token(platform: Platform, record_id: uuid.UUID) -> str:
         "sid": str(family_id),
     }
     return jwt.encode({"alg": ALG, "typ": "at+jwt", "kid": material.kid}, claims, material.private_key)
+
+
+def service_token(
+    platform: Platform,
+    client: FlaskClient,
+    role: str,
+    *,
+    department: str | None = None,
+    scopes: Iterable[str] | None = None,
+    name: str | None = None,
+) -> str:
+    """A department service's token, issued for real: a client-credentials client with ``role`` (and by
+    default every scope the role may hold) is registered, and ``/oauth/token`` is asked for its token."""
+    with platform.db.transaction() as session:
+        registered, secret = ClientRepository(session).create(
+            name=name or f"{role} client",
+            role=role,
+            department=department,
+            scopes=ROLE_SCOPES[role] if scopes is None else scopes,
+            grant="client_credentials",
+        )
+    answer = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(registered.client_id, str(secret))
+    )
+    assert answer.status_code == 200, answer.get_json()
+    return str(answer.get_json()["access_token"])

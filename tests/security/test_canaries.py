@@ -21,13 +21,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from api import create_app
-from cdp.access.clients import ClientRepository
 from cdp.config import Settings
 from cdp.identity.service import IdentityService
 from cdp.platform import Platform
 from cdp.sources.ingest import IngestService
 from cdp.sources.records import RecordRepository, SourceRepository
-from tests.api.tokens import customer_token
+from tests.api.tokens import customer_token, service_token
 from tests.sources.test_ingest import CRM_MAPPING
 
 CANARY_ROW = {
@@ -84,14 +83,7 @@ class Journey:
 def _token(
     journey_client: FlaskClient, platform: Platform, role: str, scopes: list[str], **extra: str
 ) -> str:
-    with platform.db.transaction() as session:
-        registered, secret = ClientRepository(session).create(
-            name=f"canary {role}", role=role, scopes=scopes, grant="client_credentials", **extra
-        )
-    answer = journey_client.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(registered.client_id, str(secret))
-    )
-    return str(answer.get_json()["access_token"])
+    return service_token(platform, journey_client, role, scopes=scopes, name=f"canary {role}", **extra)
 
 
 def _download(client: FlaskClient, token: str) -> bytes:

@@ -22,15 +22,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api import create_app
-from cdp.access.clients import ClientRepository
 from cdp.access.outbox import Outbox
-from cdp.access.roles import ROLE_SCOPES
 from cdp.access.users import UserRepository
 from cdp.config import Settings
 from cdp.db.models import EntityMember, SourceRecord
 from cdp.demo.seed import seed
 from cdp.platform import Platform
 from cdp.sources.records import RecordRepository
+from tests.api.tokens import service_token
 
 ISSUER = "https://localhost"
 PASSWORD = "a long and correct test passphrase"
@@ -109,21 +108,9 @@ class WebWorld:
         """A support desk's machine client (client credentials) reads the customer's profile for
         support (allowed) and for DSR handling (refused by its role), so access logs and reports have an
         allowed and a refused read to show."""
-        with self.platform.db.transaction() as session:
-            registered, secret = ClientRepository(session).create(
-                name="support desk",
-                role="support_agent",
-                department="support",
-                scopes=ROLE_SCOPES["support_agent"],
-                grant="client_credentials",
-            )
         api = self.app.test_client()
-        answer = api.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(registered.client_id, str(secret)),
-        )
-        headers = {"Authorization": f"Bearer {answer.get_json()['access_token']}"}
+        token = service_token(self.platform, api, "support_agent", department="support", name="support desk")
+        headers = {"Authorization": f"Bearer {token}"}
         assert api.get(f"/v1/customers/{entity_id}?purpose=support", headers=headers).status_code == 200
         assert api.get(f"/v1/customers/{entity_id}?purpose=dsr", headers=headers).status_code == 403
 

@@ -1,4 +1,4 @@
-.PHONY: demo test bench report fuzz venv
+.PHONY: demo test bench report fuzz audit-deps venv
 
 # Start the demo server on the embedded SQLite store, seeded with demo data; prints the URL.
 demo:
@@ -32,6 +32,11 @@ report:
 fuzz:
 	bash scripts/venv.sh
 	CDP_FUZZ_EXAMPLES=$${CDP_FUZZ_EXAMPLES:-300} .venv/bin/python -m pytest -n 2 tests/api/test_fuzz.py
+
+# Audit the installed dependencies for known vulnerabilities; fails if any package could not be looked up.
+audit-deps:
+	bash scripts/venv.sh
+	CDP_REQUIRE_DEP_AUDIT=1 bash scripts/audit-deps.sh
 
 venv:
 	bash scripts/venv.sh

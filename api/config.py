@@ -15,8 +15,9 @@ class ApiConfig:
     OPENAPI_VERSION = "3.1.0"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
-    # No Swagger UI / ReDoc / RapiDoc paths: they load scripts from a CDN, which a privacy-first
-    # deployment (and this network-less machine) must not depend on. The JSON spec is enough.
+    # No flask-smorest Swagger UI / ReDoc / RapiDoc paths: they load scripts from a CDN and inline a
+    # script, which a privacy-first deployment must not do. web/docs.py serves Swagger UI at /docs/ from
+    # this server's own copy, under a CSP without inline scripts.
     API_SPEC_OPTIONS = {
         "info": {
             "description": "A privacy-first customer data platform. Errors are RFC 9457 problems.",

@@ -28,6 +28,10 @@ blp = Blueprint("health", __name__, description="Service index and health probes
 
 class LinksSchema(ma.Schema):
     openapi = ma.fields.String(required=True)
+    api_reference = ma.fields.String(
+        required=True,
+        metadata={"description": "Interactive API reference (Swagger UI) over the OpenAPI document"},
+    )
     health = ma.fields.String(required=True)
     ready = ma.fields.String(required=True)
     privacy_center = ma.fields.String(required=True, metadata={"description": "Customers' web app"})
@@ -135,6 +139,7 @@ def index() -> dict[str, object]:
         "version": cdp.__version__,
         "links": {
             "openapi": "/openapi.json",
+            "api_reference": "/docs/",
             "health": "/healthz",
             "ready": "/readyz",
             "privacy_center": "/privacy/",

@@ -15,6 +15,7 @@ STATIC_MAX_AGE_SECONDS = 3600
 def register_web(app: Flask) -> None:
     from web.auth import csrf_token
     from web.console import blueprint as console_blueprint
+    from web.docs import blueprint as docs_blueprint
     from web.privacy import blueprint as privacy_blueprint
     from web.staff import blueprint as staff_blueprint
 
@@ -31,3 +32,4 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(privacy_blueprint)
     app.register_blueprint(staff_blueprint)
     app.register_blueprint(console_blueprint)
+    app.register_blueprint(docs_blueprint)

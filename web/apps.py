@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdp.access.clients import CLIENT_AUDIENCES
+
 
 @dataclass(frozen=True)
 class WebApp:
@@ -57,7 +59,20 @@ CONSOLE = WebApp(
     tagline="Audit access, verify the audit chain, follow requests, retention, legal holds and keys.",
 )
 WEB_APPS = (PRIVACY, STAFF, CONSOLE)
-WEB_PATH_PREFIXES = (*(f"{app.prefix}/" for app in WEB_APPS), "/web/static/")
+
+DOCS = WebApp(
+    name="docs",
+    title="API reference",
+    prefix="/docs",
+    audience="staff",
+    scopes=tuple(sorted(CLIENT_AUDIENCES["staff"])),
+    tagline="Every operation of the HTTP API, its schemas and errors; sign in to try them out.",
+)
+"""The interactive API reference (:mod:`web.docs`). Its OAuth client is a public PKCE client like the
+apps' own, asking for every staff scope: the authorization server grants only those the signed-in
+person's account holds, so the reference never lets anyone do more than their role allows."""
+
+WEB_PATH_PREFIXES = (*(f"{app.prefix}/" for app in (*WEB_APPS, DOCS)), "/web/static/")
 """The web apps' HTML pages and their stylesheet. They hold no authority of their own: every read and
 change they make is an in-process call to the API under the signed-in person's token (:mod:`web.gateway`),
 which is where scopes, policy and the audit entry apply (and what the API's own tests enumerate)."""

@@ -32,6 +32,7 @@ def test_index_links_to_the_spec_the_probes_and_the_web_apps(client: FlaskClient
             "privacy_center": "/privacy/",
             "department_view": "/staff/",
             "compliance_console": "/console/",
+            "api_reference": "/docs/",
         },
     }
     for link in response.json["links"].values():

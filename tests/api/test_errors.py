@@ -6,9 +6,11 @@ Routes that fail on purpose are registered here, on the test's own app, never in
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import marshmallow as ma
+import psycopg
 import pytest
 import sqlalchemy.exc
 from flask import Flask, abort
@@ -52,6 +54,14 @@ def failing_client(app: Flask) -> FlaskClient:
             {},
             Exception("server closed the connection"),
         )
+
+    @blp.route("/driver-connection-lost/<driver>")
+    def driver_connection_lost(driver: str) -> str:
+        if driver == "psycopg":
+            raise psycopg.OperationalError(
+                f"terminating connection due to administrator command {FAKE_EMAIL}"
+            )
+        raise sqlite3.OperationalError(f"database is locked {FAKE_EMAIL}")
 
     @blp.route("/abort/<int:status>")
     def abort_with(status: int) -> str:
@@ -150,6 +160,18 @@ def test_database_unavailable_is_a_503_problem_without_connection_details(
     assert body["type"] == "https://cdp.example/problems/database-unavailable"
     assert "db.internal" not in response.get_data(as_text=True)
     assert "db.internal" not in caplog.text
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "sqlite3"])
+def test_a_driver_error_on_a_raw_cursor_is_the_same_retryable_503(
+    failing_client: FlaskClient, caplog: pytest.LogCaptureFixture, driver: str
+) -> None:
+    """The audit append writes through the driver's own cursor (Database.raw_write), whose errors
+    SQLAlchemy does not wrap: a restart hitting it must not be a 500 either."""
+    response = failing_client.get(f"/_test/driver-connection-lost/{driver}")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert problem(response)["type"] == "https://cdp.example/problems/database-unavailable"
+    assert FAKE_EMAIL not in response.get_data(as_text=True) and FAKE_EMAIL not in caplog.text
 
 
 def test_a_connection_lost_mid_request_is_a_retryable_503_without_the_statement(

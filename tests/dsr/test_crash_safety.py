@@ -1,5 +1,6 @@
 """kill -9 during an erasure and during a retention sweep, repeated: every person is either fully
-erased or untouched, never half, and a re-run finishes the job.
+erased or untouched, never half, the platform-wide invariants (tests/invariants.py) hold after every kill,
+and a re-run finishes the job.
 
 The worker is a real separate process (tests/dsr/crash_worker.py) killed with SIGKILL at growing delays
 after it starts working, so early trials die while planning and later ones inside the destruction."""
@@ -21,6 +22,7 @@ from cdp.platform import Platform
 from cdp.sources.ingest import IngestService
 from tests.crash import run_worker
 from tests.dsr.world import World, seed_world
+from tests.invariants import RECORD_CIPHERTEXTS, InvariantReport, assert_platform_invariants
 
 REPO = Path(__file__).resolve().parents[2]
 DELAYS = (0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0)
@@ -75,6 +77,16 @@ def _state_of(
         }
 
 
+def _assert_invariants(platform: Platform, *, records: int, shredded: int) -> InvariantReport:
+    """The platform-wide invariants (tests/invariants.py) after a kill or a finished run, with proof that
+    they looked: every remaining record was decrypted, exactly the destroyed subjects' keys are shredded."""
+    report = assert_platform_invariants(platform)
+    assert (report.records, report.subjects_shredded) == (records, shredded)
+    assert report.decrypted_by_table["source_record"] >= records * RECORD_CIPHERTEXTS
+    assert report.audit_entries > 0
+    return report
+
+
 @pytest.fixture
 def world(platform: Platform, tmp_path: Path) -> World:
     return seed_world(platform, tmp_path)
@@ -90,6 +102,7 @@ def test_kill_9_during_an_erasure_leaves_the_customer_fully_erased_or_untouched(
                 select(SourceRecord.subject_id).where(SourceRecord.id.in_(world.maria_records))
             ).scalars()
         )
+        everyone = session.execute(select(func.count()).select_from(SourceRecord)).scalar_one()
     untouched = _state_of(platform, world.maria_records, subjects)
     assert untouched["interactions"] > 1500
     erased = {"records": 0, "index": 0, "interactions": 0, "keys": 0}
@@ -104,6 +117,8 @@ def test_kill_9_during_an_erasure_leaves_the_customer_fully_erased_or_untouched(
         finished = _run_worker(platform, "erase", str(request.id), kill_after=delay)
         state = _state_of(platform, world.maria_records, subjects)
         assert state in (untouched, erased), f"half-erased after a kill at {delay}s: {state}"
+        gone = len(subjects) if state == erased else 0
+        _assert_invariants(platform, records=everyone - gone, shredded=gone)
         with platform.db.read() as session:
             jobs = session.execute(select(ErasureJob.status)).scalars().all()
         if state == untouched and jobs == ["planned"]:
@@ -114,6 +129,8 @@ def test_kill_9_during_an_erasure_leaves_the_customer_fully_erased_or_untouched(
         _run_worker(platform, "erase", str(request.id), kill_after=None)
     assert _state_of(platform, world.maria_records, subjects) == erased
     assert DsrService.for_platform(platform).get(request.id).status == "completed"
+    final = _assert_invariants(platform, records=everyone - len(subjects), shredded=len(subjects))
+    assert final.receipts_verified == 1  # the erasure receipt
     assert seen_planned_but_untouched >= 1, "no kill landed between the plan and the destruction's commit"
 
 
@@ -162,7 +179,8 @@ def test_kill_9_during_a_retention_sweep_destroys_whole_records_and_a_rerun_fini
         if _run_worker(platform, "sweep", "0.2", kill_after=delay):
             break
         kills += 1
-        check_whole()
+        gone = check_whole()
+        _assert_invariants(platform, records=len(records) - gone, shredded=gone)
         with platform.db.read() as session:
             if session.execute(select(RetentionSweep.status)).scalars().all() == ["completed"]:
                 break  # killed after its last commit, on the way out
@@ -170,6 +188,8 @@ def test_kill_9_during_a_retention_sweep_destroys_whole_records_and_a_rerun_fini
     else:
         _run_worker(platform, "sweep", "0.2", kill_after=None)
     assert check_whole() == len(records)
+    final = _assert_invariants(platform, records=0, shredded=len(records))
+    assert final.receipts_verified == 1  # the sweep's one certificate
     with platform.db.read() as session:
         sweeps = session.execute(select(RetentionSweep.status, RetentionSweep.counts)).all()
     assert kills >= 1

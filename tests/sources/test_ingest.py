@@ -21,6 +21,7 @@ from cdp.sources.mapping import MappingError
 from cdp.sources.quarantine import QuarantineRepository
 from cdp.sources.readers import RawRow
 from cdp.sources.records import RecordRepository
+from tests.invariants import RECORD_CIPHERTEXTS, assert_platform_invariants
 
 CRM_MAPPING = """
 name = "crm"
@@ -348,6 +349,9 @@ def test_ingest_killed_midway_resumes_without_duplicates_or_half_rows(
     with platform.db.read() as session:
         indexed = session.execute(select(func.count(func.distinct(BlindIndexEntry.record_id)))).scalar_one()
     assert indexed == committed
+    checked = assert_platform_invariants(platform)  # a fresh process's view of the killed run
+    assert checked.records == committed and checked.audit_entries > 0
+    assert checked.decrypted_by_table["source_record"] >= committed * RECORD_CIPHERTEXTS
 
     summary = IngestService(platform.db, platform.vault, chunk_size=10, today=date(2026, 11, 23)).ingest_file(
         "crm", path
@@ -362,6 +366,8 @@ def test_ingest_killed_midway_resumes_without_duplicates_or_half_rows(
     again = service.ingest_file("crm", path)
     assert (again.unchanged, again.rejected) == (95, 1)
     assert count(platform, QuarantinedRow) == 1  # the same bad row is not quarantined twice
+    final = assert_platform_invariants(platform)
+    assert final.records == 95 and final.decrypted_by_table["quarantined_row"] == 1
 
 
 def test_ingested_pii_never_reaches_storage_in_any_table(

@@ -15,6 +15,7 @@ from cdp.platform import Platform
 from cdp.sources.records import CustomerRecord, RecordRepository, SourceRepository
 from cdp.vault import rotation
 from cdp.vault.subjects import SubjectStore
+from tests.invariants import RECORD_CIPHERTEXTS, assert_platform_invariants
 
 # Runs in a child process that kills itself with SIGKILL at a chosen point of a rotation:
 #   after_batches N  -> right after the N-th batch committed
@@ -70,6 +71,14 @@ def _assert_all_readable(platform: Platform, ids: list[uuid.UUID]) -> None:
         assert [r.data.first_name for r in records] == [f"Name{i}" for i in range(len(ids))]
     finally:
         fresh.close()
+
+
+def _assert_invariants(platform: Platform, records: int) -> None:
+    """The platform-wide invariants (tests/invariants.py), seen from a fresh keyring: every data key,
+    under the old KEK or the new, unwraps, and every record's ciphertexts open."""
+    report = assert_platform_invariants(platform)
+    assert report.records == report.data_keys_unwrapped == records
+    assert report.decrypted_by_table["source_record"] >= records * RECORD_CIPHERTEXTS
 
 
 def _kek_counts(platform: Platform) -> dict[int | None, int]:
@@ -149,6 +158,7 @@ def test_rotation_killed_midway_resumes_and_completes(platform: Platform, mode: 
     assert counts.get(2, 0) in (50, 75), counts  # killed with 2 or 3 batches of 25 committed
     assert counts[1] + counts[2] == 150
     _assert_all_readable(platform, ids)  # half-rotated state is fully readable
+    _assert_invariants(platform, 150)
 
     reopened = Platform.open(platform.settings)
     try:
@@ -160,3 +170,4 @@ def test_rotation_killed_midway_resumes_and_completes(platform: Platform, mode: 
     finally:
         reopened.close()
     _assert_all_readable(platform, ids)
+    _assert_invariants(platform, 150)

@@ -20,20 +20,18 @@ Extension point: the OAuth layer will answer in RFC 6749/6750 shape (``error``/`
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
-import psycopg
-import sqlalchemy.exc
 from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from api.context import current_request_id
+from cdp.db import UNAVAILABLE_ERRORS
 from cdp.errors import DatabaseUnavailable
 
 PROBLEM_JSON = "application/problem+json"
@@ -215,10 +213,6 @@ def register_error_handlers(app: Flask) -> None:
     register_problem(app, DatabaseUnavailable, unavailable)
     # A connection lost or refused mid-request (the server restarting, a failover) or SQLite's busy
     # timeout: transient, so a 503 the client may retry, not a 500. The pool reconnects by itself.
-    register_problem(app, sqlalchemy.exc.OperationalError, unavailable)
-    register_problem(app, sqlalchemy.exc.InterfaceError, unavailable)
-    # The same, raised by the drivers themselves on the audit append's raw cursor (Database.raw_write),
-    # which SQLAlchemy does not wrap.
-    for driver_error in (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError):
-        register_problem(app, driver_error, unavailable)
+    for transient in UNAVAILABLE_ERRORS:
+        register_problem(app, transient, unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -62,12 +62,15 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     samples: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    """Answers by HTTP status (0 = no answer: the connection failed)."""
     outcomes: list[tuple[float, bool]] = field(default_factory=list)
     """(monotonic time, succeeded) of every request, for the recovery after a database restart."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, kind: str, seconds: float, ok: bool, detail: str) -> None:
+    def record(self, kind: str, seconds: float, ok: bool, detail: str, status: int = 0) -> None:
         with self.lock:
+            self.statuses[status] += 1
             self.latencies[kind].append(seconds)
             self.outcomes.append((time.monotonic(), ok))
             if not ok:
@@ -191,12 +194,13 @@ def _client(
             response = conn.getresponse()
             data = response.read()
             ok = response.status == expected
+            status = response.status
             detail = f"{response.status} {data[:200]!r}"
         except (OSError, http.client.HTTPException) as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            ok, status, detail = False, 0, f"{type(exc).__name__}: {exc}"
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        tally.record(kind, time.perf_counter() - started, ok, detail)
+        tally.record(kind, time.perf_counter() - started, ok, detail, status)
     conn.close()
 
 
@@ -222,6 +226,12 @@ def main() -> None:
         default=None,
         help="with --backend postgres: restart the local PostgreSQL cluster this many seconds into the load "
         "(pg_ctlcluster) and report the errors during the outage and how long the server took to recover",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless the run was clean: no 5xx but 503 (and 503 only while the database was down), no "
+        "failure later than the grace period after a restart, and requests succeeding again after it",
     )
     args = parser.parse_args()
     Header("mixed load: reads, ingests, consent changes", vars(args)).print([args.backend])
@@ -296,6 +306,11 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
+        # The server logs an unexpected error's class and request id only (never the message): name them.
+        unhandled: dict[str, int] = defaultdict(int)
+        for line in server.stderr_path.read_text(errors="replace").splitlines():
+            if "unhandled " in line:
+                unhandled[line.split("unhandled ", 1)[1].split(" ", 1)[0]] += 1
 
     rows = []
     for kind, _ in MIX:
@@ -338,10 +353,24 @@ def main() -> None:
             f"server memory after the first minute: least-squares slope {slope * 60:+.2f} MiB/min over "
             f"{len(steady)} samples ({steady[0][1]:.0f} → {steady[-1][1]:.0f} MiB)"
         )
+    console.print(
+        "answers by status: " + ", ".join(f"{k or 'none'}: {v:,}" for k, v in sorted(tally.statuses.items()))
+    )
+    if unhandled:
+        console.print(
+            "server's unexpected errors by class: " + ", ".join(f"{k}: {v}" for k, v in unhandled.items())
+        )
     if restart:
         _report_recovery(tally, restart)
     for sample in tally.samples:
         console.print(f"[red]error[/red] {sample}")
+    if args.check:
+        problems = _check(tally, restart)
+        for problem in problems:
+            console.print(f"[red]check failed[/red] {problem}")
+        if problems:
+            raise SystemExit(1)
+        console.print("check passed")
 
 
 def _restart_postgres(at: float, times: list[float]) -> None:
@@ -353,6 +382,28 @@ def _restart_postgres(at: float, times: list[float]) -> None:
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120
     )
     times.append(time.monotonic())
+
+
+def _check(tally: Tally, restart: list[float]) -> list[str]:
+    """What makes the run unclean (``--check``): a server error other than 503, any failure without a
+    restart, failures that outlast the restart by the grace period, or no success after it."""
+    problems = []
+    errors = {status: n for status, n in tally.statuses.items() if status >= 500 and status != 503}
+    if errors:
+        problems.append(f"server errors other than 503: {errors}")
+    outcomes = sorted(tally.outcomes)
+    if not restart:
+        failed = sum(1 for _, ok in outcomes if not ok)
+        if failed:
+            problems.append(f"{failed} requests failed with no database restart")
+        return problems
+    ended = restart[-1]
+    late = sum(1 for t, ok in outcomes if not ok and t > ended + RECOVERY_GRACE_SECONDS)
+    if late:
+        problems.append(f"{late} failures more than {RECOVERY_GRACE_SECONDS:.0f} s after the restart ended")
+    if not any(ok for t, ok in outcomes if t > ended):
+        problems.append("no request succeeded after the restart")
+    return problems
 
 
 def _report_recovery(tally: Tally, restart: list[float]) -> None:

@@ -53,4 +53,8 @@ if [ "$status" -eq 5 ]; then
   echo "error: no tests were collected" >&2
   exit 1
 fi
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+  # After the suite, never beside it: this one restarts the local PostgreSQL cluster under load.
+  bash scripts/restart-check.sh
+fi
 exit "$status"

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 from cdp.audit.canonical import canonical_json
 from cdp.audit.context import current_scope
 from cdp.audit.events import AuditActor, AuditError, AuditEvent
-from cdp.db import Database
+from cdp.db import UNAVAILABLE_ERRORS, Database
 from cdp.db.models import AuditEntry, table_of
 from cdp.db.types import utcnow
+from cdp.errors import DatabaseUnavailable
 
 _ENTRIES = table_of(AuditEntry)
 _INSERT_ENTRY = insert(_ENTRIES)
@@ -175,6 +176,11 @@ class GroupCommit:
 
     @staticmethod
     def _raise_if_failed(pending: _Pending) -> None:
+        if isinstance(pending.error, UNAVAILABLE_ERRORS):
+            # The database went away (a restart, a failover): transient, so the caller may retry.
+            raise DatabaseUnavailable(
+                "the audit entry could not be recorded (database unavailable); the operation is refused"
+            ) from pending.error
         if pending.error is not None:
             raise AuditError("the audit entry could not be recorded; the operation is refused") from (
                 pending.error

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
@@ -15,6 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cdp.errors import ConfigurationError, DatabaseUnavailable
+
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+)
+"""A connection lost or refused (a restart, a failover) or SQLite's busy timeout: transient, so callers
+may retry. Both SQLAlchemy's wrapped errors and the drivers' own (raised on :meth:`Database.raw_write`'s
+cursor, which SQLAlchemy does not wrap)."""
 
 
 def safe_url(url: str | URL) -> str:

@@ -3,10 +3,12 @@ under concurrency), and a failed append fails the caller instead of being droppe
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -15,6 +17,7 @@ from cdp.audit.events import ActorKind
 from cdp.audit.log import GroupCommit, _writer
 from cdp.audit.sequencer import seal
 from cdp.db.models import AuditEntry, AuditSubject
+from cdp.errors import DatabaseUnavailable
 from cdp.platform import Platform
 
 
@@ -113,6 +116,30 @@ def test_a_failed_batch_fails_every_waiter_and_the_next_callers_still_get_throug
     failing.clear()
     record_now(platform.db, AuditEvent("sources.read"))
     assert _count(platform) == 1
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        psycopg.OperationalError("terminating connection due to administrator command"),
+        sqlite3.OperationalError("database is locked"),
+    ],
+    ids=["psycopg", "sqlite3"],
+)
+def test_a_database_gone_during_the_append_is_unavailable_not_an_audit_failure(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, lost: Exception
+) -> None:
+    """A restart or failover hitting the append's raw cursor is transient: DatabaseUnavailable (a 503 the
+    client may retry), while any other failure stays an AuditError (a 500): the operation is refused."""
+
+    def gone():  # type: ignore[no-untyped-def]
+        raise lost
+
+    monkeypatch.setattr(platform.db, "raw_write", gone)
+    with pytest.raises(DatabaseUnavailable) as refused:
+        record_now(platform.db, AuditEvent("sources.read"))
+    assert refused.value.__cause__ is lost
+    assert not isinstance(refused.value, AuditError)
 
 
 def test_the_scope_tells_committed_entries_from_ones_inside_an_open_transaction(platform: Platform) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import flask_smorest
+from apispec import BasePlugin
 from flask import Flask
 from flask_smorest.utils import prepare_response
 
@@ -42,12 +43,41 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
         return cast(Callable[[F], F], super().doc(**kwargs))
 
 
+TOKEN_REJECTED = "TokenRejected"  # noqa: S105 - a component name, not a secret
+SCOPE_MISSING = "ScopeMissing"
+UNAVAILABLE = "Unavailable"
+
+
+class SharedErrorResponses(BasePlugin):
+    """Documents the errors every operation can answer, whatever its view says: a bearer token missing
+    or rejected (401) and a scope missing (403) on every protected operation, and the database being
+    unreachable (503) on all of them — so a client's generated code knows each status it must handle."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            documented = {str(status) for status in responses}  # flask-smorest keys some by int
+            shared = [("503", UNAVAILABLE)]
+            if operation.get("security"):
+                shared += [("401", TOKEN_REJECTED), ("403", SCOPE_MISSING)]
+            for status, component in shared:
+                if status not in documented:
+                    responses[status] = component
+
+
+def _header(description: str, *, required: bool) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
 class CdpApi(flask_smorest.Api):  # type: ignore[misc]
     """The flask-smorest Api, answering and documenting every error as ``application/problem+json``."""
 
     ERROR_SCHEMA = ProblemSchema
 
     def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
+        spec_kwargs = {"extra_plugins": [SharedErrorResponses()], **(spec_kwargs or {})}
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def register_blueprint(self, blp: Blueprint, **options: Any) -> None:
@@ -67,6 +97,31 @@ class CdpApi(flask_smorest.Api):  # type: ignore[misc]
                 response["schema"] = self.ERROR_SCHEMA
             prepare_response(response, self.spec, PROBLEM_JSON)
             self.spec.components.response(status.name, response, lazy=True)
+        shared = {
+            TOKEN_REJECTED: (
+                "No bearer token, or one that is malformed, expired, revoked or not for this API "
+                "(RFC 6750 invalid_request / invalid_token)",
+                {
+                    "WWW-Authenticate": _header(
+                        "Bearer challenge with error and error_description", required=True
+                    )
+                },
+            ),
+            SCOPE_MISSING: (
+                "The token lacks the operation's scope (RFC 6750 insufficient_scope, with a WWW-Authenticate "
+                "challenge naming it), or the caller's role, department, purpose or the customer's consent "
+                "does not allow the request",
+                {"WWW-Authenticate": _header("Bearer challenge, for insufficient_scope", required=False)},
+            ),
+            UNAVAILABLE: (
+                "The database cannot be reached right now (a restart, a failover); retry later",
+                {"Retry-After": _header("Seconds to wait before retrying", required=False)},
+            ),
+        }
+        for name, (description, headers) in shared.items():
+            response = {"description": description, "schema": self.ERROR_SCHEMA, "headers": headers}
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(name, response, lazy=True)
         default: dict[str, Any] = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, PROBLEM_JSON)
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)

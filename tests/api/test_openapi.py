@@ -27,6 +27,29 @@ def test_openapi_documents_errors_as_problem_json(client: FlaskClient) -> None:
     assert problem.get("additionalProperties") is not False, "problems may carry extension members"
 
 
-def test_no_documentation_ui_is_served(client: FlaskClient) -> None:
+def test_every_operation_documents_the_errors_any_call_can_get(client: FlaskClient) -> None:
+    """401/403 (with the RFC 6750 challenge) on every protected operation and 503 (with Retry-After)
+    everywhere, besides each operation's own; an operation's own 503 (readiness) is kept as it is."""
+    spec = client.get("/openapi.json").json
+    assert spec is not None
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            assert "503" in responses, f"{method} {path}"
+            if operation.get("security"):
+                assert {"401", "403"} <= set(responses), f"{method} {path}"
+    profile = spec["paths"]["/v1/customers/{customer_id}"]["get"]["responses"]
+    assert profile["401"] == {"$ref": "#/components/responses/TokenRejected"}
+    assert profile["503"] == {"$ref": "#/components/responses/Unavailable"}
+    rejected = spec["components"]["responses"]["TokenRejected"]
+    assert rejected["headers"]["WWW-Authenticate"]["required"] is True
+    assert "Retry-After" in spec["components"]["responses"]["Unavailable"]["headers"]
+    assert "application/problem+json" in spec["paths"]["/readyz"]["get"]["responses"]["503"]["content"]
+
+
+def test_only_the_self_hosted_reference_is_served_not_flask_smorests_cdn_pages(client: FlaskClient) -> None:
     for path in ("/swagger-ui", "/redoc", "/rapidoc"):
         assert client.get(path).status_code == 404
+    assert client.get("/docs/").status_code == 200

@@ -141,21 +141,22 @@ def demo_logins(credentials: Path) -> list[DemoLogin]:
 
 def sample_customer_email(platform: Platform) -> str | None:
     """An email address a demo customer signs in to the privacy center with: one of a customer known to
-    several departments, so their profile shows what identity resolution joined."""
+    several departments (the most records first), so their profile shows what identity resolution joined.
+    Customers whose records hold no email are passed over (the generator leaves some out on purpose)."""
     with platform.db.read() as session:
-        entity = session.execute(
-            select(EntityMember.entity_id)
+        members = func.count().label("members")
+        candidates = session.execute(
+            select(EntityMember.entity_id, members)
             .group_by(EntityMember.entity_id)
-            .having(func.count() > 2)
-            .order_by(EntityMember.entity_id)
-            .limit(1)
-        ).scalar_one_or_none()
-        if entity is None:
-            return None
+            .order_by(members.desc(), EntityMember.entity_id)
+        ).all()
         records = RecordRepository(session, platform.vault)
-        members = session.execute(select(EntityMember.record_id).where(EntityMember.entity_id == entity))
-        for record_id in members.scalars():
-            email = records.get(record_id).data.email
-            if email:
-                return str(email)
+        for entity, _ in candidates:
+            member_ids = session.execute(
+                select(EntityMember.record_id).where(EntityMember.entity_id == entity)
+            ).scalars()
+            for record_id in member_ids:
+                email = records.get(record_id).data.email
+                if email:
+                    return str(email)
     return None

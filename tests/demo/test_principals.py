@@ -6,10 +6,17 @@ from __future__ import annotations
 import base64
 import re
 import stat
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
 
 from api import create_app
 from cdp.access.users import UserRepository, sign_in
+from cdp.db.models import EntityMember
 from cdp.demo.principals import STAFF, demo_logins, ensure_demo_access, sample_customer_email
 from cdp.demo.seed import seed
 from cdp.platform import Platform
@@ -68,3 +75,42 @@ def test_demo_logins_are_read_back_with_their_web_apps_and_totp(platform: Platfo
 
 def test_demo_logins_of_a_missing_file_are_none(tmp_path: Path) -> None:
     assert demo_logins(tmp_path / "nothing.txt") == []
+
+
+def test_the_sample_customer_is_one_with_an_email_even_if_the_largest_has_none(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo prints a customer to sign in to the privacy center as; the generator leaves some records
+    without an email, so the customer with the most records may have none and the next one is taken."""
+    import cdp.demo.principals as principals
+
+    seed(platform.db, platform.vault, work_dir=tmp_path / "demo", people=30, seed_value=42)
+    with platform.db.read() as session:
+        members = func.count().label("members")
+        largest = session.execute(
+            select(EntityMember.entity_id, members)
+            .group_by(EntityMember.entity_id)
+            .order_by(members.desc(), EntityMember.entity_id)
+            .limit(1)
+        ).one()[0]
+        hidden = set(
+            session.execute(select(EntityMember.record_id).where(EntityMember.entity_id == largest)).scalars()
+        )
+
+    class WithoutTheirEmails(principals.RecordRepository):  # type: ignore[misc]
+        def get(self, record_id: uuid.UUID) -> Any:
+            record = super().get(record_id)
+            if record_id in hidden:
+                return SimpleNamespace(data=SimpleNamespace(email=None))
+            return record
+
+    monkeypatch.setattr(principals, "RecordRepository", WithoutTheirEmails)
+    email = sample_customer_email(platform)
+    assert email is not None and "@" in email
+    with platform.db.read() as session:
+        owners = {
+            m.entity_id
+            for m in session.execute(select(EntityMember)).scalars()
+            if principals.RecordRepository(session, platform.vault).get(m.record_id).data.email == email
+        }
+    assert owners and largest not in owners

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from cdp.audit.canonical import canonical_json
 from cdp.audit.context import current_scope
 from cdp.audit.events import AuditActor, AuditError, AuditEvent
 from cdp.db import UNAVAILABLE_ERRORS, Database
+from cdp.db.driver import DriverStatements
 from cdp.db.models import AuditEntry, table_of
 from cdp.db.types import utcnow
 from cdp.errors import DatabaseUnavailable
@@ -76,35 +76,8 @@ def _entry_row(event: AuditEvent, actor: AuditActor | None, at: datetime | None)
     return entry
 
 
-class _DriverInsert:
-    """The entry insert compiled once for a dialect, with the columns' own bind processors: the hot path
-    hands the driver ready parameters, exactly as SQLAlchemy would have converted them."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        compiled = _INSERT_ENTRY.compile(dialect=dialect, column_keys=list(_APPENDED_COLUMNS))
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        names = list(compiled.positiontup or []) if self.positional else list(_APPENDED_COLUMNS)
-        processors = {c.key: c.type.bind_processor(dialect) for c in _ENTRIES.columns}
-        self.columns = [(name, processors.get(name)) for name in names]
-
-    def parameters(self, entry: dict[str, Any]) -> Any:
-        converted = [
-            (name, processor(entry[name]) if processor is not None else entry[name])
-            for name, processor in self.columns
-        ]
-        return tuple(value for _, value in converted) if self.positional else dict(converted)
-
-
-_DRIVER_INSERTS: dict[str, _DriverInsert] = {}
-
-
-def _driver_insert(db: Database) -> _DriverInsert:
-    dialect = db.engine.dialect
-    found = _DRIVER_INSERTS.get(dialect.name)
-    if found is None:
-        found = _DRIVER_INSERTS[dialect.name] = _DriverInsert(dialect)
-    return found
+_DRIVER_INSERT = DriverStatements(_INSERT_ENTRY, _APPENDED_COLUMNS)
+"""The entry insert for the hot path: compiled once per dialect, run on the DBAPI cursor."""
 
 
 def _mark_recorded(event: AuditEvent, *, committed: bool) -> None:
@@ -190,7 +163,7 @@ class GroupCommit:
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
         try:
-            statement = _driver_insert(self.db)
+            statement = _DRIVER_INSERT.for_dialect(self.db.engine.dialect)
             with self.db.raw_write() as cursor:
                 cursor.executemany(statement.sql, [statement.parameters(pending.entry) for pending in batch])
         except BaseException as exc:  # every waiter of the batch must learn it failed, then re-raise

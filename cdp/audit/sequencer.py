@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from cdp.audit.canonical import GENESIS_HASH, document_hash, entry_document
 from cdp.db import Database
+from cdp.db.driver import DriverStatements
 from cdp.db.models import AuditEntry, AuditSubject, table_of
 from cdp.db.types import utcnow
 
@@ -92,14 +93,35 @@ _SEAL = (
 )
 
 
+_INDEX_SUBJECT = insert(table_of(AuditSubject))
+_SEAL_ON_DRIVER = DriverStatements(_SEAL)
+_INDEX_ON_DRIVER = DriverStatements(_INDEX_SUBJECT, ("entry_id", "subject_id"))
+_HEAD_SQL = "SELECT seq, hash FROM audit_entry WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+
+
 class _HeadMoved(Exception):
     """Another sequencer sealed entries between our read and our lock: chain from the new head."""
+
+
+def _lock_chain_on(cursor: Any, dialect: str) -> None:
+    """:func:`lock_chain` on a DBAPI cursor (SQLite's ``BEGIN IMMEDIATE`` is already taken)."""
+    if dialect == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK_ID,))
+
+
+def _head_on(cursor: Any) -> ChainHead:
+    cursor.execute(_HEAD_SQL)
+    row = cursor.fetchone()
+    if row is None or row[0] is None or row[1] is None:
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(int(row[0]), str(row[1]))
 
 
 def _seal_batch(db: Database, batch_size: int) -> tuple[int, ChainHead]:
     """Hash a batch outside any lock, then apply it under the chain lock only if the head is still the
     one it was chained from. Readers and appenders never wait for the hashing; the lock is held for the
-    updates alone."""
+    updates alone, written on the DBAPI cursor (statements compiled once) because every appender in
+    every process waits while it is held."""
     with db.connect() as connection:
         head = chain_head(connection)
         pending = connection.execute(
@@ -129,13 +151,18 @@ def _seal_batch(db: Database, batch_size: int) -> tuple[int, ChainHead]:
         )
         index.extend({"entry_id": entry.id, "subject_id": subject} for subject in document["subjects"])
         prev = digest
-    with db.transaction() as session:
-        lock_chain(session)
-        if chain_head(session) != head:
+    dialect = db.engine.dialect
+    seal_statement = _SEAL_ON_DRIVER.for_dialect(dialect)
+    index_statement = _INDEX_ON_DRIVER.for_dialect(dialect)
+    seal_rows = [seal_statement.parameters(update) for update in updates]
+    index_rows = [index_statement.parameters(row) for row in index]
+    with db.raw_write() as cursor:
+        _lock_chain_on(cursor, dialect.name)
+        if _head_on(cursor) != head:
             raise _HeadMoved
-        session.execute(_SEAL, updates)
-        if index:
-            session.execute(insert(AuditSubject), index)
+        cursor.executemany(seal_statement.sql, seal_rows)
+        if index_rows:
+            cursor.executemany(index_statement.sql, index_rows)
     return len(updates), ChainHead(seq, prev)
 
 

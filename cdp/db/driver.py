@@ -1,0 +1,58 @@
+"""Statements compiled once and run on the DBAPI cursor, for the few writes whose SQLAlchemy per-execution
+machinery costs more than the database work (the audit append on every request, the sequencer's seal).
+
+The SQL is SQLAlchemy's own compilation for the dialect and the parameters pass through the columns' own
+bind processors, so the driver receives exactly what ``Connection.execute`` would have sent it — still
+parameterized, never formatted into the SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+class DriverStatement:
+    """``statement`` compiled for ``dialect``; :meth:`parameters` converts one row of named values."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None):
+        compiled = statement.compile(
+            dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None
+        )
+        assert isinstance(compiled, SQLCompiler), "DML and queries compile to a SQLCompiler"
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
+        self._converters: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (name, compiled.binds[name].type.bind_processor(dialect)) for name in names
+        ]
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        """The driver's parameters for one execution: a tuple (positional styles) or a dict."""
+        converted = [
+            (name, convert(values[name]) if convert is not None else values[name])
+            for name, convert in self._converters
+        ]
+        if self.positional:
+            return tuple(value for _, value in converted)
+        return dict(converted)
+
+
+class DriverStatements:
+    """One :class:`DriverStatement` per dialect, built on first use (a process may open both back ends)."""
+
+    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        self._statement = statement
+        self._column_keys = column_keys
+        self._compiled: dict[str, DriverStatement] = {}
+
+    def for_dialect(self, dialect: Dialect) -> DriverStatement:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = DriverStatement(self._statement, dialect, self._column_keys)
+            self._compiled[dialect.name] = found
+        return found

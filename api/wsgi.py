@@ -1,10 +1,12 @@
 """WSGI entry point: ``gunicorn api.wsgi:app``.
 
 Each worker imports this module and opens its own platform (database pool and keyring), so no
-connection is ever shared across a fork, records the field policy in force if the audit log does not
-name it yet (:mod:`cdp.access.activation`), and starts its own background jobs (the audit sequencer; see
-:mod:`cdp.jobs`). Do not combine with ``--preload`` without disposing the engine's pool and starting the
-jobs in a ``post_fork`` hook.
+connection is ever shared across a fork, and records the field policy in force if the audit log does
+not name it yet (:mod:`cdp.access.activation`). Unless ``background_jobs_in_workers`` is off, each worker
+also starts its own background jobs (the audit sequencer and the rest of :mod:`cdp.jobs`): right for a
+bare ``gunicorn api.wsgi:app``. ``cdp serve`` turns it off and runs them once, in a ``cdp jobs`` process
+beside the workers. Do not combine with ``--preload`` without disposing the engine's pool and starting
+the jobs in a ``post_fork`` hook.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cdp.audit import AuditActor, acting_as
 from cdp.jobs import start_background_jobs
 
 app = create_app()
+platform = app.extensions[EXTENSION_KEY]
 with acting_as(AuditActor.system("startup")):
-    record_policy_in_force(app.extensions[EXTENSION_KEY].db, FieldPolicy.default())
-scheduler = start_background_jobs(app.extensions[EXTENSION_KEY])
+    record_policy_in_force(platform.db, FieldPolicy.default())
+scheduler = start_background_jobs(platform) if platform.settings.background_jobs_in_workers else None

@@ -8,17 +8,20 @@ validation, policy and decryption.
 Per backend: a throw-away platform (``Platform.initialize``; on PostgreSQL a private schema, dropped
 after) seeded with the demo data set (``cdp demo seed``'s function: generated sources ingested and
 resolved into entities), a ``support_agent`` client-credentials client with ``profiles:read``, and three
-servers side by side, each gunicorn with gthread workers, 4 threads, access log to stdout (sent to
-/dev/null):
+servers, each gunicorn with gthread workers, 4 threads, access log to stdout (sent to /dev/null), run
+one at a time (an idle server's background jobs would otherwise share the cores, off its books):
 
-* **authorized** — ``cdp serve`` itself (it execs gunicorn ``api.wsgi:app``), token fetched from its
+* **authorized** — ``cdp serve`` itself (gunicorn ``api.wsgi:app`` plus its background-jobs process, whose
+  audit sequencer seals every read's entry; its CPU is counted), token fetched from its
   ``/oauth/token``: ``GET /v1/customers/{id}?purpose=support`` with the bearer token, i.e. JWT
-  verification, revocation check, the field policy, decryption, survivorship and the API's schemas.
+  verification, revocation check, the field policy, decryption, survivorship, the API's schemas and the
+  audit entry.
 * **plain** — :mod:`bench.plain_read_app` under the same gunicorn settings: the same member query on the
   same database and engine settings, ciphertexts returned base64-encoded; no token check, no policy, no
-  decryption, no survivorship (a bare Flask app, so the real app's framework layers count as overhead).
-* **authorized, no access log** — ``api.wsgi:app`` under the same gunicorn command minus the access log,
-  at the first connection count only: what the access log costs.
+  decryption, no survivorship, no audit (a bare Flask app, so the real app's framework layers count as
+  overhead).
+* **authorized, no access log** — ``cdp serve --no-access-log``, at the first connection count only: what
+  the access log costs.
 
 Load is ``wrk --latency -t1 -c<N>`` with ``bench/http_reads.lua`` (a random entity id per request, the
 same sequence of ids for every server), after a warm-up. wrk runs on the same cores as the servers and
@@ -50,7 +53,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -173,6 +176,14 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(values) - idle) / _CLK_TCK, sum(values) / _CLK_TCK
 
 
+def _is_jobs_process(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"jobs" in argv and b"cdp" in argv
+
+
 class Server:
     """A gunicorn server started by this benchmark (its master's pid is ours; the workers are its
     children). Stopped with SIGTERM (graceful), SIGKILL after a timeout."""
@@ -214,17 +225,26 @@ class Server:
             return ""
 
     def pids(self) -> list[int]:
-        """The master and its worker processes."""
+        """The server's whole process tree: for ``cdp serve`` its supervisor, the background-jobs process,
+        gunicorn's master and the workers; for a bare gunicorn the master and the workers."""
         if self.proc is None:
             return []
-        master = self.proc.pid
-        found = [master]
+        children: dict[int, list[int]] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 stat = _proc_stat(int(entry.name))
-                if stat is not None and stat[0] == master:
-                    found.append(int(entry.name))
+                if stat is not None:
+                    children.setdefault(stat[0], []).append(int(entry.name))
+        found = [self.proc.pid]
+        for pid in found:
+            found.extend(children.get(pid, ()))
         return found
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the leaves of the tree, but the background-jobs process."""
+        tree = self.pids()
+        parents = {stat[0] for pid in tree if (stat := _proc_stat(pid)) is not None}
+        return [pid for pid in tree[1:] if pid not in parents and not _is_jobs_process(pid)]
 
     @staticmethod
     def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
@@ -471,6 +491,7 @@ def run_wrk(
         str(LOAD_SEED),
     ]
     pids = server.pids()
+    workers = server.worker_pids()
     db_pids = postgres_pids() if postgres else []
     cpu_before = server.cpu_seconds(pids)
     db_before = server.cpu_seconds(db_pids)
@@ -506,7 +527,7 @@ def run_wrk(
             )
         },
         server_cpu_s=sum(cpu_after.values()) - sum(cpu_before.values()),
-        worker_cpu_s=[cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in pids[1:] if pid in cpu_after],
+        worker_cpu_s=[cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in workers if pid in cpu_after],
         db_cpu_s=sum(db_after[pid] - db_before[pid] for pid in db_after if pid in db_before),
         wrk_cpu_s=(children_after.ru_utime + children_after.ru_stime)
         - (children_before.ru_utime + children_before.ru_stime),
@@ -556,33 +577,27 @@ def run_backend(backend: str, args: argparse.Namespace, wrk: str) -> BackendResu
             PLAIN: Server(PLAIN, [gunicorn, *bind, *plain_app], plain_env, bench.workdir),
         }
         if not args.no_log_check:
-            servers[NO_LOG] = Server(
-                NO_LOG, [gunicorn, *bind, *GUNICORN_THREADS, "api.wsgi:app"], env, bench.workdir
-            )
+            servers[NO_LOG] = Server(NO_LOG, [*serve, "--no-access-log"], env, bench.workdir)
         loads: list[Load] = []
-        with ExitStack() as stack:
-            console.print(f"[dim]{backend}: starting {len(servers)} servers ({workers} workers each)…[/dim]")
-            for server in servers.values():
-                stack.enter_context(running(server))
+        sizes: dict[str, float] = {}
+        with running(servers[AUTHORIZED]), running(servers[PLAIN]):
             token, ttl = fetch_token(servers[AUTHORIZED].port, prepared.client_id, prepared.secret)
             problems = verify(servers[AUTHORIZED], servers[PLAIN], token, prepared.ids)
-            sizes: dict[str, float] = {}
-            if problems:
-                return BackendResult(
-                    backend, len(prepared.ids), prepared.records, prepared.interactions,
-                    prepared.seed_seconds, loads, problems, sizes, ttl,
-                )  # fmt: skip
-            top = max(args.connections)
-            for server in servers.values():
-                console.print(
-                    f"[dim]{backend}: warming up {server.label} ({args.warmup} s, {top} connections)…[/dim]"
-                )
-                warm_up(wrk, server, ids_file, token, top, args.warmup)
-            retries_left = args.uneven_retries
-            for i, connections in enumerate(args.connections):
-                for label, server in servers.items():
-                    if label == NO_LOG and i > 0:
-                        continue
+        if problems:
+            return BackendResult(
+                backend, len(prepared.ids), prepared.records, prepared.interactions,
+                prepared.seed_seconds, loads, problems, sizes, ttl,
+            )  # fmt: skip
+        retries_left = args.uneven_retries
+        for i, connections in enumerate(args.connections):
+            for label, server in servers.items():
+                if label == NO_LOG and i > 0:
+                    continue
+                # One server at a time: an idle server's background jobs (cdp serve's sequencer) would
+                # otherwise seal the measured server's audit entries on the same cores, off its books.
+                with running(server):
+                    console.print(f"[dim]{backend}: warming up {label} ({args.warmup} s)…[/dim]")
+                    warm_up(wrk, server, ids_file, token, connections, args.warmup)
                     console.print(
                         f"[dim]{backend}: {label}, {connections} connections, {args.seconds} s "
                         f"(load average {load_average()})…[/dim]"

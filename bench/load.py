@@ -3,8 +3,8 @@
     python -m bench.load [--backend sqlite|postgres] [--seconds 180] [--people 2000] [--threads 8]
                          [--workers 2]
 
-A throw-away platform seeded with the demo data set is served by ``cdp serve``'s gunicorn command
-(``api.wsgi:app``, gthread workers, on 127.0.0.1 only). ``--threads`` client threads then send, until the
+A throw-away platform seeded with the demo data set is served by ``cdp serve --no-access-log`` (gunicorn
+``api.wsgi:app`` with gthread workers plus the background-jobs process, on 127.0.0.1 only). ``--threads`` client threads then send, until the
 time is up, a weighted mix through keep-alive connections, each with a real client-credentials token:
 
 * 70 % ``GET /v1/customers/{id}?purpose=support`` (a support desk),
@@ -13,7 +13,8 @@ time is up, a weighted mix through keep-alive connections, each with a real clie
 * 10 % ``POST /v1/customers/{id}/consents`` granting or withdrawing marketing email (the DPO's desk).
 
 Every answer must be the expected status (200 / 200 / 201); anything else counts as an error and the
-first few are printed. The server's memory (RSS of master + workers) is sampled every 5 s: the report
+first few are printed. The server's memory (RSS of all its processes: supervisor, jobs, gunicorn's master
+and workers) is sampled every 5 s: the report
 gives the first and last minute's averages and the peak, so a leak shows as growth under a steady load.
 Printed: requests and errors per kind, throughput, p50/p95/p99 latency, memory over time.
 
@@ -261,16 +262,13 @@ def main() -> None:
         bench.settle()
         platform.db.dispose()
         argv = [
-            _venv_program("gunicorn"),
-            "--bind",
-            "127.0.0.1:{port}",
+            _venv_program("cdp"),
+            "serve",
+            "--port",
+            "{port}",
             "--workers",
             str(args.workers),
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "api.wsgi:app",
+            "--no-access-log",
         ]
         server = Server("cdp", argv, server_env(bench), bench.workdir)
         with running(server):

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -33,6 +36,7 @@ from cdp.config import Settings, load_settings
 from cdp.db import safe_url
 from cdp.errors import CdpError
 from cdp.platform import Platform
+from cdp.serving import Supervisor
 from cdp.vault import rotation
 
 if TYPE_CHECKING:
@@ -147,49 +151,72 @@ def init(state: _State) -> None:
         platform.close()
 
 
-def _exec_server(state: _State, host: str, port: int, workers: int) -> None:
+def _gunicorn_argv(host: str, port: int, workers: int, *, access_log: bool) -> list[str]:
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise CdpError("gunicorn is not installed in this environment; reinstall cdp")
+    argv = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers)]
+    argv += ["--threads", "4", "--worker-class", "gthread"]
+    if access_log:
+        argv += ["--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss']
+    return [*argv, "api.wsgi:app"]
+
+
+def _run_server(state: _State, host: str, port: int, workers: int, *, access_log: bool = True) -> None:
+    """Serve until stopped: the HTTP workers plus one background-jobs process (:mod:`cdp.serving`)."""
+    server_argv = _gunicorn_argv(host, port, workers, access_log=access_log)
+    env = dict(os.environ)
     if state.config is not None:
-        os.environ["CDP_CONFIG"] = str(state.config.resolve())
+        env["CDP_CONFIG"] = str(state.config.resolve())
     # The workers load their settings again: they must bind-match what was chosen here (--host,
     # --port), or an issuer derived from host and port would name another origin than the one served.
-    os.environ["CDP_HOST"] = host
-    os.environ["CDP_PORT"] = str(port)
+    env["CDP_HOST"] = host
+    env["CDP_PORT"] = str(port)
+    env["CDP_BACKGROUND_JOBS_IN_WORKERS"] = "false"
+    jobs_argv = [sys.executable, "-m", "cdp", "jobs", "--parent-pid", str(os.getpid())]
     out.print(f"cdp {__version__} serving on http://{host}:{port}/  (Ctrl+C to stop)")
     sys.stdout.flush()
-    os.execv(  # noqa: S606 - a fixed program path and argument list, no shell
-        gunicorn,
-        [
-            gunicorn,
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--access-logfile",
-            "-",
-            "--access-logformat",
-            '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
-            "api.wsgi:app",
-        ],
-    )
+    raise SystemExit(Supervisor(server_argv, jobs_argv, env).run())
 
 
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (default from settings: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from settings: 8000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default from settings: 2).")
+@click.option(
+    "--no-access-log",
+    is_flag=True,
+    help="Do not log each request (e.g. when the proxy in front logs them already).",
+)
 @click.pass_obj
-def serve(state: _State, host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve the HTTP API (gunicorn). Checks keys and database first."""
+def serve(
+    state: _State, host: str | None, port: int | None, workers: int | None, no_access_log: bool
+) -> None:
+    """Serve the HTTP API (gunicorn) and run the background jobs beside it. Checks keys and database
+    first."""
     settings = state.settings.with_overrides(host=host, port=port, workers=workers)
     Platform.open(settings).close()
-    _exec_server(state, settings.host, settings.port, settings.workers)
+    _run_server(state, settings.host, settings.port, settings.workers, access_log=not no_access_log)
+
+
+@cli.command()
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone.")
+@click.pass_obj
+def jobs(state: _State, parent_pid: int | None) -> None:
+    """Run the background jobs in the foreground until stopped (SIGTERM or Ctrl+C): the audit sequencer,
+    housekeeping, scheduled segments and the retention sweep. `cdp serve` runs this beside its workers;
+    run it yourself when serving `api.wsgi:app` with background_jobs_in_workers off."""
+    from cdp.jobs import run_jobs
+
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop)
+    with _platform(state) as platform:
+        run_jobs(platform, stop, parent_pid=parent_pid)
 
 
 @cli.group()
@@ -805,7 +832,7 @@ def demo_run(state: _State, people: int, port: int | None) -> None:
         _print_web_apps(platform, base)
     finally:
         platform.close()
-    _exec_server(state, settings.host, settings.port, settings.workers)
+    _run_server(state, settings.host, settings.port, settings.workers)
 
 
 def _served_issuer(configured: Settings, host: str, port: int) -> str:

@@ -50,7 +50,11 @@ class Settings:
     sqlite_mmap_mib: int = 1024
     """SQLite memory-mapped I/O window (address space, shared with the OS page cache; 0 turns it off)."""
     audit_seal_interval_ms: int = 500
-    """How often each server worker's sequencer links pending audit entries into the chain."""
+    """How often the sequencer links pending audit entries into the chain."""
+    background_jobs_in_workers: bool = True
+    """Whether each server worker runs the background jobs itself (a plain ``gunicorn api.wsgi:app``).
+    ``cdp serve`` turns it off for its workers and runs the jobs in a process of their own (``cdp
+    jobs``), so request threads never share an interpreter with the sequencer's hashing."""
     audit_checkpoint_interval_seconds: int = 300
     """How often the chain head gets a signed checkpoint (when it moved)."""
     audit_retention_days: int = 4018
@@ -163,6 +167,7 @@ _ENV_NAMES = {
     "CDP_SQLITE_CACHE_MIB": "sqlite_cache_mib",
     "CDP_SQLITE_MMAP_MIB": "sqlite_mmap_mib",
     "CDP_AUDIT_SEAL_INTERVAL_MS": "audit_seal_interval_ms",
+    "CDP_BACKGROUND_JOBS_IN_WORKERS": "background_jobs_in_workers",
     "CDP_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "audit_checkpoint_interval_seconds",
     "CDP_AUDIT_RETENTION_DAYS": "audit_retention_days",
     "CDP_DSR_DEADLINE_DAYS": "dsr_deadline_days",

@@ -11,14 +11,20 @@
   runs once when it comes back. Every worker schedules it; the sweep's own lease lets one run and the
   others stand down (:class:`~cdp.retention.sweep.SweepBusy`).
 
-Each server worker runs its own scheduler. The sequencer serializes itself on the chain lock, so two
-workers sealing at once take turns instead of forking the chain. A job never raises: a failure is logged
+``cdp serve`` runs them in one process of their own (:func:`run_jobs`, the ``cdp jobs`` command) beside
+the HTTP workers: the sequencer hashes in pure Python, and sharing a worker's interpreter with it made
+every request thread of that worker wait for the GIL behind each batch (bench/http_reads on SQLite: p99
+42-81 ms with the jobs in the workers, 12-13 ms without). A bare ``gunicorn api.wsgi:app`` keeps the
+jobs in each worker (``background_jobs_in_workers``); the sequencer serializes itself on the chain lock,
+so workers sealing at once take turns instead of forking the chain. A job never raises: a failure is logged
 (type only — entries and ids, never data) and retried on its next run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from contextlib import suppress
 from datetime import UTC, timedelta
 
@@ -209,3 +215,23 @@ def schedule_retention_sweep(scheduler: BackgroundScheduler, cron: str, *, name:
             coalesce=True,
             misfire_grace_time=6 * 3600,
         )
+
+
+def run_jobs(
+    platform: Platform,
+    stop: threading.Event,
+    *,
+    parent_pid: int | None = None,
+    poll_seconds: float = 1.0,
+) -> None:
+    """Run the background jobs until ``stop`` is set — or, with ``parent_pid``, until that process is
+    gone (``cdp serve`` killed outright must not leave an orphan sealing and sweeping on its own).
+    Running jobs finish before this returns."""
+    scheduler = start_background_jobs(platform)
+    try:
+        while not stop.wait(poll_seconds):
+            if parent_pid is not None and os.getppid() != parent_pid:
+                logger.warning("the serving process is gone; background jobs stop")
+                return
+    finally:
+        scheduler.shutdown(wait=True)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from cdp.audit import AuditEvent, record_now
+from cdp.config import Settings
 from cdp.db.models import AuditCheckpoint, AuditEntry
-from cdp.jobs import audit_tick, start_background_jobs
+from cdp.jobs import audit_tick, run_jobs, start_background_jobs
 from cdp.platform import Platform
 
 
@@ -206,3 +213,59 @@ def test_housekeeping_purges_ended_web_sessions(platform: Platform) -> None:
     housekeeping_tick(platform)
     with platform.db.read() as session:
         assert session.execute(select(func.count()).select_from(WebSession)).scalar_one() == 1
+
+
+def test_run_jobs_seals_until_stopped(platform: Platform) -> None:
+    platform.settings = replace(platform.settings, audit_seal_interval_ms=50)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_jobs, args=(platform, stop), kwargs={"poll_seconds": 0.05})
+    runner.start()
+    try:
+        record_now(platform.db, AuditEvent("sources.read"))
+        deadline = time.monotonic() + 10
+        while _sealed(platform) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sealed(platform) == 1
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+
+
+def test_run_jobs_stops_when_its_parent_is_gone(platform: Platform) -> None:
+    """Started by `cdp serve` with its pid: a supervisor killed outright leaves no orphan sequencer."""
+    not_my_parent = os.getppid() + 1
+    started = time.monotonic()
+    run_jobs(platform, threading.Event(), parent_pid=not_my_parent, poll_seconds=0.05)
+    assert time.monotonic() - started < 5
+
+
+def test_the_jobs_command_seals_what_was_appended_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from tests.cli.test_cli import _env, cdp, ok
+
+    ok(cdp(tmp_path, "init"))
+    settings = Settings(data_dir=tmp_path / "var")
+    opened = Platform.open(settings)
+    try:
+        record_now(opened.db, AuditEvent("sources.read"))
+        assert _sealed(opened) == 0
+        jobs = subprocess.Popen(
+            [sys.executable, "-m", "cdp", "jobs"],
+            cwd=tmp_path,
+            env=_env(CDP_AUDIT_SEAL_INTERVAL_MS="100"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while _sealed(opened) < 1 and time.monotonic() < deadline and jobs.poll() is None:
+                time.sleep(0.1)
+            assert _sealed(opened) == 1
+        finally:
+            jobs.send_signal(signal.SIGTERM)
+            _, stderr = jobs.communicate(timeout=30)
+        assert jobs.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    finally:
+        opened.close()

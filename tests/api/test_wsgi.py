@@ -36,3 +36,26 @@ def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pyt
         wsgi.scheduler.shutdown(wait=True)
         wsgi.app.extensions["cdp"].close()
         sys.modules.pop("api.wsgi", None)
+
+
+def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cdp serve` runs the jobs in a process of their own and tells its workers not to run them."""
+    data_dir = tmp_path / "cdp"
+    initialized, _ = Platform.initialize(Settings(data_dir=data_dir))
+    initialized.close()
+    for name in ("CDP_CONFIG", "CDP_DATABASE_URL", "CDP_KEYRING", "CDP_KEYRING_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDP_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "api.wsgi", raising=False)
+
+    wsgi = importlib.import_module("api.wsgi")
+    try:
+        assert wsgi.app.test_client().get("/readyz").status_code == 200
+        assert wsgi.scheduler is None
+    finally:
+        wsgi.app.extensions["cdp"].close()
+        sys.modules.pop("api.wsgi", None)

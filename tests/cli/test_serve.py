@@ -120,3 +120,86 @@ def test_demo_run_serves_the_three_web_apps_and_prints_who_can_sign_in(tmp_path:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _children(pid: int) -> dict[int, list[str]]:
+    """Direct children of ``pid`` with their argv (Linux /proc)."""
+    found: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found[int(entry.name)] = argv
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_serve_runs_the_background_jobs_beside_its_workers_and_sigterm_stops_them_all(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import func, select
+
+    from cdp.config import Settings
+    from cdp.db.models import AuditEntry
+    from cdp.platform import Platform
+
+    ok(cdp(tmp_path, "init"))
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cdp", "serve", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path,
+        env=_env(CDP_AUDIT_SEAL_INTERVAL_MS="100"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(f"http://127.0.0.1:{port}/readyz")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        children = _children(server.pid)
+        jobs = [pid for pid, argv in children.items() if "jobs" in argv]
+        assert len(jobs) == 1, children
+        http_server = [pid for pid in children if pid not in jobs]
+        assert len(http_server) == 1, children
+
+        # The worker recorded the policy in force at start-up; only the jobs process seals it.
+        platform = Platform.open(Settings(data_dir=tmp_path / "var"))
+        try:
+            sealed = 0
+            while sealed == 0 and time.monotonic() < deadline:
+                with platform.db.read() as session:
+                    sealed = session.execute(
+                        select(func.count()).select_from(AuditEntry).where(AuditEntry.seq.is_not(None))
+                    ).scalar_one()
+                time.sleep(0.1)
+        finally:
+            platform.close()
+        assert sealed >= 1
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        assert not any(_alive(pid) for pid in (*jobs, *http_server))
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
+from cdp.db.driver import DriverStatements
 from cdp.db.models import (
     OAuthAuthorizationCode,
     OAuthClient,
@@ -82,6 +83,13 @@ def _usable_statement(with_user: bool, with_family: bool) -> Select[Any]:
     return select(*columns).where(OAuthClient.client_id == bindparam("client_id"))
 
 
+@lru_cache(maxsize=4)
+def _usable_on_driver(with_user: bool, with_family: bool) -> DriverStatements:
+    """:func:`_usable_statement` on the DBAPI cursor: it runs on every API request, and SQLAlchemy's
+    per-execution work cost several times the query (20 against 3 µs on SQLite)."""
+    return DriverStatements(_usable_statement(with_user, with_family))
+
+
 def token_usable(
     connection: Connection,
     jti: str,
@@ -99,8 +107,14 @@ def token_usable(
         params["user_id"] = user_id
     if family_id is not None:
         params["family_id"] = family_id
-    statement = _usable_statement(user_id is not None, family_id is not None)
-    row = connection.execute(statement, params).one_or_none()
+    statement = _usable_on_driver(user_id is not None, family_id is not None).for_dialect(connection.dialect)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement.sql, statement.parameters(params))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    # Only presence and truth are read (disabled_at set or not, EXISTS 0/1), so the driver's raw values do.
     if row is None or row[0] is not None or row[1]:
         return False
     return all(row[2:])

@@ -28,7 +28,12 @@ class DriverStatement:
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
         self._converters: list[tuple[str, Callable[[Any], Any] | None]] = [
-            (name, compiled.binds[name].type.bind_processor(dialect)) for name in names
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+        ]
+        selected = getattr(statement, "selected_columns", None)
+        self.result_keys: tuple[str, ...] = tuple(selected.keys()) if selected is not None else ()
+        self._result_processors: list[Callable[[Any], Any] | None] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in (selected or ())
         ]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
@@ -40,6 +45,19 @@ class DriverStatement:
         if self.positional:
             return tuple(value for _, value in converted)
         return dict(converted)
+
+    def mappings(self, cursor: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run a query on ``cursor`` and return its rows keyed by column, each value through its type's
+        result processor (what SQLAlchemy's ``.mappings()`` would have returned)."""
+        cursor.execute(self.sql, self.parameters(values))
+        keys, processors = self.result_keys, self._result_processors
+        return [
+            {
+                key: (process(value) if process is not None else value)
+                for key, process, value in zip(keys, processors, row, strict=True)
+            }
+            for row in cursor.fetchall()
+        ]
 
 
 class DriverStatements:

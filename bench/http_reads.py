@@ -8,8 +8,9 @@ validation, policy and decryption.
 Per backend: a throw-away platform (``Platform.initialize``; on PostgreSQL a private schema, dropped
 after) seeded with the demo data set (``cdp demo seed``'s function: generated sources ingested and
 resolved into entities), a ``support_agent`` client-credentials client with ``profiles:read``, and three
-servers, each gunicorn with gthread workers, 4 threads, access log to stdout (sent to /dev/null), run
-one at a time (an idle server's background jobs would otherwise share the cores, off its books):
+servers, each under ``cdp serve``'s gunicorn command (:func:`cdp.serving.gunicorn_argv`: sync workers,
+two per core), access log to stdout (sent to /dev/null), run one at a time (an idle server's background
+jobs would otherwise share the cores, off its books):
 
 * **authorized** — ``cdp serve`` itself (gunicorn ``api.wsgi:app`` plus its background-jobs process, whose
   audit sequencer seals every read's entry; its CPU is counted), token fetched from its
@@ -25,11 +26,12 @@ one at a time (an idle server's background jobs would otherwise share the cores,
 
 Load is ``wrk --latency -t1 -c<N>`` with ``bench/http_reads.lua`` (a random entity id per request, the
 same sequence of ids for every server), after a warm-up. wrk runs on the same cores as the servers and
-is counted in the CPU columns. Server CPU per request (workers + master, from /proc) is the figure least
-disturbed by other work on the machine; "worker split" shows how the load fell on the workers (keep-alive
-connections stay with the worker that accepted them). A run whose load fell on one worker (> 75 % of the
-server's CPU) measures one core, not the server: it is measured again with new connections, up to
-``--uneven-retries`` times per backend, and the retries are reported.
+is counted in the CPU columns. Server CPU per request (every process of the server, from /proc) is the
+figure least disturbed by other work on the machine; "worker split" shows how the load fell on the
+workers. A run whose load fell on one worker (> 75 % of the server's CPU) measures one core, not the
+server: it is measured again with new connections, up to ``--uneven-retries`` times per backend, and the
+retries are reported (sync workers take turns at accepting, so this should not happen; gthread workers,
+which keep the keep-alive connections they accept, often did).
 
 Goals (issue): >= 1,000 req/s, p99 < 50 ms, overhead <= 1.5x; reported as met or missed. The exit status
 is non-zero only when a request failed.
@@ -79,6 +81,7 @@ from cdp.access.policy import FieldPolicy
 from cdp.canonical import CANONICAL_FIELDS
 from cdp.db.models import Entity
 from cdp.demo.seed import seed
+from cdp.serving import default_workers, gunicorn_argv
 from cdp.sources.records import QUALITY_SENSITIVE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,16 +91,6 @@ READ_PATH = "/v1/customers/{}?purpose=" + PURPOSE
 GOAL_RPS, GOAL_P99_MS, GOAL_OVERHEAD = 1000.0, 50.0, 1.5
 LOAD_SEED = 20_261_201
 VERIFY_SAMPLE = 25
-
-# The gunicorn settings of `cdp serve` (cdp/cli.py `_exec_server`), for the servers it cannot start
-# itself. Keep in step with it: the comparison is only fair if all servers run the same way.
-GUNICORN_THREADS = ("--threads", "4", "--worker-class", "gthread")
-GUNICORN_ACCESS_LOG = (
-    "--access-logfile",
-    "-",
-    "--access-logformat",
-    '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
-)
 
 PLAIN_APP = "bench.plain_read_app:create_app()"
 AUTHORIZED, PLAIN, NO_LOG = "authorized", "plain", "authorized, no log"
@@ -420,8 +413,8 @@ class Load:
     errors: dict[str, int] = field(default_factory=dict)
     server_cpu_s: float = 0.0
     worker_cpu_s: list[float] = field(default_factory=list)
-    """Each worker's CPU seconds: keep-alive connections stay with the worker that accepted them, so one
-    worker may serve most of the load while the other idles."""
+    """Each worker's CPU seconds: if one worker took most of the connections, it served most of the load
+    while the others idled."""
     uneven_runs: int = 0
     """Earlier runs of this measurement discarded because the load fell on one worker."""
     db_cpu_s: float = 0.0
@@ -569,12 +562,12 @@ def run_backend(backend: str, args: argparse.Namespace, wrk: str) -> BackendResu
         ids_file.write_text("\n".join(prepared.ids) + "\n")
         env = server_env(bench)
         plain_env = {**env, "BENCH_PLAIN_COLUMNS": ",".join(prepared.columns)}
-        bind = ("--bind", "127.0.0.1:{port}", "--workers", workers)
         serve = [cdp, "serve", "--port", "{port}", "--workers", workers]
-        plain_app = [*GUNICORN_THREADS, *GUNICORN_ACCESS_LOG, "--pythonpath", str(ROOT), PLAIN_APP]
+        # The baseline runs under cdp serve's own gunicorn command (cdp.serving), minus the jobs process.
+        plain_argv = gunicorn_argv(gunicorn, "127.0.0.1:{port}", workers, app=PLAIN_APP, pythonpath=str(ROOT))
         servers = {
             AUTHORIZED: Server(AUTHORIZED, serve, env, bench.workdir),
-            PLAIN: Server(PLAIN, [gunicorn, *bind, *plain_app], plain_env, bench.workdir),
+            PLAIN: Server(PLAIN, plain_argv, plain_env, bench.workdir),
         }
         if not args.no_log_check:
             servers[NO_LOG] = Server(NO_LOG, [*serve, "--no-access-log"], env, bench.workdir)
@@ -697,8 +690,8 @@ def report(results: Sequence[BackendResult]) -> list[str]:
         uneven = [f"{load.server} at {load.connections}" for load in result.loads if load.uneven]
         if uneven:
             console.print(
-                f"  [yellow]uneven worker split[/yellow] ({', '.join(uneven)}): its keep-alive connections "
-                "landed mostly on one worker, so its req/s is capped near one core; CPU µs/req still compares"
+                f"  [yellow]uneven worker split[/yellow] ({', '.join(uneven)}): its connections landed "
+                "mostly on one worker, so its req/s is capped near one core; CPU µs/req still compares"
             )
         retried = [
             f"{load.server} at {load.connections} ({load.uneven_runs}x)"
@@ -709,8 +702,8 @@ def report(results: Sequence[BackendResult]) -> list[str]:
             console.print(
                 "  measured again after a run whose connections all landed on one worker: "
                 f"{', '.join(retried)} "
-                "(gthread workers keep the keep-alive connections they accept; a burst of new connections on "
-                "a busy 2-core machine tends to go to one worker)"
+                "(the kernel hands each connection to one worker; a run whose load stayed on one measures "
+                "one core)"
             )
         if result.response_bytes:
             console.print(
@@ -764,7 +757,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--people", type=int, default=3000, help="demo people to seed per backend")
     parser.add_argument("--connections", default="8,32", help="wrk connection counts to measure")
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: the cores)"
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="gunicorn workers (default: cdp serve's, two per core)",
     )
     parser.add_argument(
         "--uneven-retries",
@@ -788,9 +784,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cdp HTTP reads: authorized profile reads vs the same read without token, policy and decryption",
         {
             "endpoint": f"GET {READ_PATH.format('{id}')} (role {ROLE}, scope {SCOPE})",
-            "servers": f"authorized = `cdp serve` (gunicorn api.wsgi:app); plain = bench.plain_read_app; "
-            f"authorized, no log = api.wsgi:app without access log; each gunicorn {args.workers} workers "
-            "x 4 threads (gthread), access log to /dev/null",
+            "servers": f"authorized = `cdp serve` (gunicorn api.wsgi:app + its jobs process); plain = "
+            f"bench.plain_read_app; authorized, no log = `cdp serve --no-access-log`; each gunicorn "
+            f"{args.workers} sync workers, access log to /dev/null; one server at a time",
             "load": f"{(wrk_version.splitlines() or ['wrk'])[0].split(' Copyright')[0]}, 1 thread, "
             f"connections {','.join(map(str, args.connections))}, {args.seconds} s each after "
             f"{args.warmup} s warm-up; random entity per request (same sequence for every server)",

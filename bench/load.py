@@ -4,8 +4,9 @@
                          [--workers 2]
 
 A throw-away platform seeded with the demo data set is served by ``cdp serve --no-access-log`` (gunicorn
-``api.wsgi:app`` with gthread workers plus the background-jobs process, on 127.0.0.1 only). ``--threads`` client threads then send, until the
-time is up, a weighted mix through keep-alive connections, each with a real client-credentials token:
+``api.wsgi:app`` with its sync workers plus the background-jobs process, on 127.0.0.1 only).
+``--threads`` client threads then send, until the time is up, a weighted mix, each with a real
+client-credentials token:
 
 * 70 % ``GET /v1/customers/{id}?purpose=support`` (a support desk),
 * 20 % ``POST /v1/sources/crm/records`` with 5 new fictitious customers (the sales CRM feed; each batch
@@ -340,7 +341,7 @@ def main() -> None:
     first = [rss for t, rss in memory if t <= 60]
     last = [rss for t, rss in memory if t >= elapsed - 60]
     console.print(
-        f"server memory (master + workers): first minute {statistics.mean(first):.0f} MiB, "
+        f"server memory (all its processes): first minute {statistics.mean(first):.0f} MiB, "
         f"last minute {statistics.mean(last):.0f} MiB, peak {max(r for _, r in memory):.0f} MiB "
         f"({len(memory)} samples)"
     )

@@ -36,7 +36,7 @@ from cdp.config import Settings, load_settings
 from cdp.db import safe_url
 from cdp.errors import CdpError
 from cdp.platform import Platform
-from cdp.serving import Supervisor
+from cdp.serving import Supervisor, gunicorn_argv
 from cdp.vault import rotation
 
 if TYPE_CHECKING:
@@ -151,20 +151,16 @@ def init(state: _State) -> None:
         platform.close()
 
 
-def _gunicorn_argv(host: str, port: int, workers: int, *, access_log: bool) -> list[str]:
+def _gunicorn() -> str:
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise CdpError("gunicorn is not installed in this environment; reinstall cdp")
-    argv = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers)]
-    argv += ["--threads", "4", "--worker-class", "gthread"]
-    if access_log:
-        argv += ["--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss']
-    return [*argv, "api.wsgi:app"]
+    return gunicorn
 
 
 def _run_server(state: _State, host: str, port: int, workers: int, *, access_log: bool = True) -> None:
     """Serve until stopped: the HTTP workers plus one background-jobs process (:mod:`cdp.serving`)."""
-    server_argv = _gunicorn_argv(host, port, workers, access_log=access_log)
+    server_argv = gunicorn_argv(_gunicorn(), f"{host}:{port}", workers, access_log=access_log)
     env = dict(os.environ)
     if state.config is not None:
         env["CDP_CONFIG"] = str(state.config.resolve())
@@ -182,7 +178,9 @@ def _run_server(state: _State, host: str, port: int, workers: int, *, access_log
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (default from settings: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default from settings: 8000).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default from settings: 2).")
+@click.option(
+    "--workers", type=int, default=None, help="Worker processes (default from settings: two per core)."
+)
 @click.option(
     "--no-access-log",
     is_flag=True,

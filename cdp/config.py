@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cdp.errors import ConfigurationError
+from cdp.serving import default_workers
 
 DEFAULT_DATA_DIR = Path("var")
 
@@ -29,7 +30,8 @@ class Settings:
     keyring_data: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)
+    """gunicorn sync workers of ``cdp serve``: two per core by default (see :mod:`cdp.serving`)."""
     rotation_batch_size: int = 1000
     issuer: str = ""
     """OAuth issuer identifier (``iss`` of every token); defaults to http://host:port."""

@@ -6,6 +6,7 @@ environment and any ./cdp.toml of the developer never leak in.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_defaults_are_a_local_sqlite_demo_with_a_file_keyring_on_loopback() -> N
     assert settings.keyring_data == ""
     assert settings.host == "127.0.0.1"
     assert settings.port == 8000
-    assert settings.workers == 2
+    assert settings.workers == 2 * (os.cpu_count() or 1)  # sync workers: two per core
 
 
 def test_database_and_key_file_follow_data_dir_when_not_set_explicitly(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from cdp.jobs import audit_tick, run_jobs, start_background_jobs
 from cdp.platform import Platform
 
 
-def _sealed(platform: Platform) -> int:
+def sealed_entries(platform: Platform) -> int:
     with platform.db.read() as session:
         return session.execute(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.seq.is_not(None))
@@ -33,7 +33,7 @@ def test_a_tick_seals_pending_entries_and_signs_the_head(platform: Platform) -> 
 
     audit_tick(platform)
 
-    assert _sealed(platform) == 3
+    assert sealed_entries(platform) == 3
     with platform.db.read() as session:
         assert session.execute(select(AuditCheckpoint.seq)).scalars().all() == [3]
 
@@ -52,11 +52,11 @@ def test_the_scheduler_seals_entries_shortly_after_they_are_appended(platform: P
     try:
         record_now(platform.db, AuditEvent("sources.read"))
         deadline = time.monotonic() + 10
-        while _sealed(platform) < 1 and time.monotonic() < deadline:
+        while sealed_entries(platform) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         scheduler.shutdown(wait=True)
-    assert _sealed(platform) == 1
+    assert sealed_entries(platform) == 1
 
 
 def _scheduled_sweeps(platform: Platform) -> list[tuple[str, float | None]]:
@@ -223,9 +223,9 @@ def test_run_jobs_seals_until_stopped(platform: Platform) -> None:
     try:
         record_now(platform.db, AuditEvent("sources.read"))
         deadline = time.monotonic() + 10
-        while _sealed(platform) < 1 and time.monotonic() < deadline:
+        while sealed_entries(platform) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _sealed(platform) == 1
+        assert sealed_entries(platform) == 1
     finally:
         stop.set()
         runner.join(timeout=10)
@@ -248,7 +248,7 @@ def test_the_jobs_command_seals_what_was_appended_and_stops_on_sigterm(tmp_path:
     opened = Platform.open(settings)
     try:
         record_now(opened.db, AuditEvent("sources.read"))
-        assert _sealed(opened) == 0
+        assert sealed_entries(opened) == 0
         jobs = subprocess.Popen(
             [sys.executable, "-m", "cdp", "jobs"],
             cwd=tmp_path,
@@ -259,9 +259,9 @@ def test_the_jobs_command_seals_what_was_appended_and_stops_on_sigterm(tmp_path:
         )
         try:
             deadline = time.monotonic() + 30
-            while _sealed(opened) < 1 and time.monotonic() < deadline and jobs.poll() is None:
+            while sealed_entries(opened) < 1 and time.monotonic() < deadline and jobs.poll() is None:
                 time.sleep(0.1)
-            assert _sealed(opened) == 1
+            assert sealed_entries(opened) == 1
         finally:
             jobs.send_signal(signal.SIGTERM)
             _, stderr = jobs.communicate(timeout=30)

@@ -10,20 +10,13 @@ import time
 from pathlib import Path
 
 from cdp.serving import Supervisor
+from tests.processes import alive, writes_pid_then_sleeps
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 def _exits_with(code: int, after: float = 0.0) -> list[str]:
     return [sys.executable, "-c", f"import sys, time; time.sleep({after}); sys.exit({code})"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _jobs_recording_pids(pid_file: Path) -> list[str]:
@@ -44,9 +37,9 @@ def test_the_supervisor_ends_with_the_servers_status_and_stops_the_jobs(tmp_path
     assert code == 3
     jobs_pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while _alive(jobs_pid) and time.monotonic() < deadline:
+    while alive(jobs_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(jobs_pid)
+    assert not alive(jobs_pid)
 
 
 def test_a_jobs_process_that_dies_is_started_again(tmp_path: Path) -> None:
@@ -64,11 +57,7 @@ def test_a_jobs_process_that_dies_is_started_again(tmp_path: Path) -> None:
 
 def test_sigterm_stops_server_and_jobs_and_exits_cleanly(tmp_path: Path) -> None:
     pid_file = tmp_path / "server.pid"
-    server = [
-        sys.executable,
-        "-c",
-        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
-    ]
+    server = writes_pid_then_sleeps(pid_file)
     supervisor = Supervisor(server, SLEEPER, dict(os.environ), grace=5, poll_seconds=0.05)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
@@ -80,5 +69,5 @@ def test_sigterm_stops_server_and_jobs_and_exits_cleanly(tmp_path: Path) -> None
 
     assert code == 0
     assert time.monotonic() - started < 10
-    assert not _alive(int(pid_file.read_text()))
+    assert not alive(int(pid_file.read_text()))
     assert signal.getsignal(signal.SIGTERM) is not supervisor._on_signal, "handlers are restored"

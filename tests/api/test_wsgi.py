@@ -14,7 +14,8 @@ from cdp.db.models import AuditEntry
 from cdp.platform import Platform
 
 
-def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _configured_only_by_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An initialized platform that ``api.wsgi`` finds through ``CDP_DATA_DIR`` alone."""
     data_dir = tmp_path / "cdp"
     initialized, _ = Platform.initialize(Settings(data_dir=data_dir))
     initialized.close()
@@ -23,6 +24,10 @@ def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("CDP_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)  # no stray ./cdp.toml
     monkeypatch.delitem(sys.modules, "api.wsgi", raising=False)
+
+
+def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _configured_only_by_env(tmp_path, monkeypatch)
 
     wsgi = importlib.import_module("api.wsgi")
     try:
@@ -42,15 +47,8 @@ def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cdp serve` runs the jobs in a process of their own and tells its workers not to run them."""
-    data_dir = tmp_path / "cdp"
-    initialized, _ = Platform.initialize(Settings(data_dir=data_dir))
-    initialized.close()
-    for name in ("CDP_CONFIG", "CDP_DATABASE_URL", "CDP_KEYRING", "CDP_KEYRING_DATA"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CDP_DATA_DIR", str(data_dir))
+    _configured_only_by_env(tmp_path, monkeypatch)
     monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delitem(sys.modules, "api.wsgi", raising=False)
 
     wsgi = importlib.import_module("api.wsgi")
     try:

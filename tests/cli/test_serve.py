@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_cli import _env, cdp, ok
+from tests.processes import alive
+from tests.processes import children as child_processes
 
 
 def _free_port() -> int:
@@ -122,39 +124,13 @@ def test_demo_run_serves_the_three_web_apps_and_prints_who_can_sign_in(tmp_path:
         server.wait(timeout=30)
 
 
-def _children(pid: int) -> dict[int, list[str]]:
-    """Direct children of ``pid`` with their argv (Linux /proc)."""
-    found: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found[int(entry.name)] = argv
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_serve_runs_the_background_jobs_beside_its_workers_and_sigterm_stops_them_all(
     tmp_path: Path,
 ) -> None:
-    from sqlalchemy import func, select
-
     from cdp.config import Settings
-    from cdp.db.models import AuditEntry
     from cdp.platform import Platform
+    from tests.test_jobs import sealed_entries
 
     ok(cdp(tmp_path, "init"))
     port = _free_port()
@@ -176,7 +152,7 @@ def test_serve_runs_the_background_jobs_beside_its_workers_and_sigterm_stops_the
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.2)
-        children = _children(server.pid)
+        children = child_processes(server.pid)
         jobs = [pid for pid, argv in children.items() if "jobs" in argv]
         assert len(jobs) == 1, children
         http_server = [pid for pid in children if pid not in jobs]
@@ -185,20 +161,16 @@ def test_serve_runs_the_background_jobs_beside_its_workers_and_sigterm_stops_the
         # The worker recorded the policy in force at start-up; only the jobs process seals it.
         platform = Platform.open(Settings(data_dir=tmp_path / "var"))
         try:
-            sealed = 0
-            while sealed == 0 and time.monotonic() < deadline:
-                with platform.db.read() as session:
-                    sealed = session.execute(
-                        select(func.count()).select_from(AuditEntry).where(AuditEntry.seq.is_not(None))
-                    ).scalar_one()
+            while sealed_entries(platform) == 0 and time.monotonic() < deadline:
                 time.sleep(0.1)
+            sealed = sealed_entries(platform)
         finally:
             platform.close()
         assert sealed >= 1
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
-        assert not any(_alive(pid) for pid in (*jobs, *http_server))
+        assert not any(alive(pid) for pid in (*jobs, *http_server))
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from cdp.audit import AuditEvent, record
@@ -614,9 +614,18 @@ class IdentityService:
         if touched:
             for chunk in _chunks(sorted(touched, key=str)):
                 session.execute(update(Entity).where(Entity.id.in_(chunk)).values(updated_at=now))
-        # Entities left without members are gone (their ids are never reused).
-        empty = select(Entity.id).where(~Entity.id.in_(select(members.c.entity_id).distinct()))
-        session.execute(delete(Entity).where(Entity.id.in_(empty)))
+        # Entities left without members are gone (their ids are never reused). Only an entity that lost
+        # a member here can have become empty, so an incremental run checks just those; a full run sweeps
+        # them all. NOT EXISTS, not NOT IN: PostgreSQL cannot turn NOT IN (subquery) into an anti-join,
+        # and once the member ids outgrew work_mem each chunk rescanned them per entity (quadratic: 67 s a
+        # chunk at 300k customers).
+        orphaned = ~exists().where(members.c.entity_id == Entity.id)
+        if all_records:
+            session.execute(delete(Entity).where(orphaned))
+        else:
+            lost = {current[r] for r, target in moves.items() if r in current and current[r] != target}
+            for chunk in _chunks(sorted(lost, key=str)):
+                session.execute(delete(Entity).where(Entity.id.in_(chunk), orphaned))
 
     # --------------------------------------------------------------------------------------------------
     # Reading entities

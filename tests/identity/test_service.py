@@ -133,6 +133,35 @@ def test_manual_merge_and_split_survive_batch_runs(seeded: tuple[Platform, Path]
     assert all(d.actor == "steward:ana" for d in service.decisions())
 
 
+def test_an_entity_left_empty_is_deleted_and_a_full_run_sweeps_any_other_orphan(
+    seeded: tuple[Platform, Path],
+) -> None:
+    """An incremental change deletes the entities that lost their last member (it looks at those only:
+    a sweep of every entity per ingest chunk grew quadratic); a full run removes any orphan."""
+    from cdp.db.types import utcnow
+
+    platform, _ = seeded
+    service = IdentityService(platform.db, platform.vault)
+    service.resolve_all()
+    singles = [next(iter(g)) for g in service.partition() if len(g) == 1][:2]
+    before = {service.entity_of(record) for record in singles}
+    stray = uuid.uuid4()
+    with platform.db.transaction() as session:
+        session.add(Entity(id=stray, created_at=utcnow(), updated_at=utcnow()))
+
+    kept = service.merge(singles[0], singles[1], actor="steward:ana", reason="same person")
+
+    def exists(entity_id: uuid.UUID) -> bool:
+        with platform.db.read() as session:
+            return session.get(Entity, entity_id) is not None
+
+    assert kept in before and len(before) == 2
+    assert not exists(next(iter(before - {kept}))), "the entity that lost its only member is gone"
+    assert exists(stray), "an incremental change leaves entities it did not touch alone"
+    service.resolve_all()
+    assert not exists(stray)
+
+
 def test_merge_refuses_nonsense(seeded: tuple[Platform, Path]) -> None:
     platform, _ = seeded
     service = IdentityService(platform.db, platform.vault)

@@ -5,9 +5,10 @@ process of their own rather than in every HTTP worker: the sequencer's batches a
 and in a worker they held the GIL while that worker's request threads waited. One jobs process also
 means one sequencer, instead of every worker racing for the chain lock with the same pending entries.
 
-The supervisor is deliberately small: it forwards SIGTERM/SIGINT/SIGHUP to both children, restarts the
-jobs process if it dies (with a growing pause, logged), and ends — stopping the jobs — when the server
-ends, with the server's exit status.
+The supervisor is deliberately small: on SIGTERM, SIGINT or SIGHUP it stops the server (which drains its
+requests) and then the jobs, each with SIGTERM and a grace period; it restarts the jobs process if that
+dies (with a growing pause, logged); and when the server ends on its own it stops the jobs and exits with
+the server's status.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def gunicorn_argv(
     another. gthread workers keep the keep-alive connections they accept, and a burst of connections on
     a busy machine often landed on one worker, leaving the other core idle (bench/http_reads, SQLite:
     504 req/s with a 100/0 split, 990 with 50/50; 4 sync workers 1,100 req/s at 25/25/25/25, p99 27 ms
-    against 29; PostgreSQL 650 against 721-732). Sync workers close the connection after each response:
+    against 29; PostgreSQL 721-732 against 650). Sync workers close the connection after each response:
     run them behind a reverse proxy (which the deployment notes ask for anyway)."""
     argv = [gunicorn, "--bind", bind, "--workers", str(workers), "--worker-class", "sync"]
     argv += ["--timeout", str(WORKER_TIMEOUT_SECONDS)]

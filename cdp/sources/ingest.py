@@ -39,6 +39,7 @@ from cdp.audit.context import current_scope
 from cdp.consent.ledger import ConsentLedger
 from cdp.db import Database
 from cdp.db.models import ConsentEvent, IngestRun, Interaction, Source, SourceRecord
+from cdp.db.statistics import refresh_if_stale
 from cdp.db.types import utcnow
 from cdp.dsr.suppression import SuppressionList
 from cdp.dsr.suppression import identifiers as suppression_identifiers
@@ -382,6 +383,7 @@ class IngestService:
                     counts = self._chunk(session, source_id, mapping, run.id, kind, todo)
                     self._audit_chunk(session, mapping, run.id, kind, counts)
                     self._advance(session, run.id, todo[-1].number, counts)
+                refresh_if_stale(self.db)
                 summary.inserted += counts["inserted"]
                 summary.updated += counts["updated"]
                 summary.unchanged += counts["unchanged"]

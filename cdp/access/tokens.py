@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
-from cdp.db.driver import DriverStatements
+from cdp.db.driver import DriverStatements, dbapi_cursor
 from cdp.db.models import (
     OAuthAuthorizationCode,
     OAuthClient,
@@ -108,12 +108,8 @@ def token_usable(
     if family_id is not None:
         params["family_id"] = family_id
     statement = _usable_on_driver(user_id is not None, family_id is not None).for_dialect(connection.dialect)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(statement.sql, statement.parameters(params))
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+    with dbapi_cursor(connection) as cursor:
+        row = statement.first(cursor, params)
     # Only presence and truth are read (disabled_at set or not, EXISTS 0/1), so the driver's raw values do.
     if row is None or row[0] is not None or row[1]:
         return False

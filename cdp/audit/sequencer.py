@@ -37,22 +37,29 @@ class SealResult:
     head: ChainHead
 
 
+_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:lock)")
+_HEAD = (
+    select(AuditEntry.seq, AuditEntry.hash)
+    .where(AuditEntry.seq.is_not(None))
+    .order_by(AuditEntry.seq.desc())
+    .limit(1)
+)
+
+
 def lock_chain(session: Session) -> None:
     """Serialize chain writers. SQLite's writer transactions are already exclusive (BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": CHAIN_LOCK_ID})
+        session.execute(_LOCK_CHAIN, {"lock": CHAIN_LOCK_ID})
+
+
+def _head_of(row: Any) -> ChainHead:
+    if row is None or row[0] is None or row[1] is None:
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(int(row[0]), str(row[1]))
 
 
 def chain_head(session: Session | Connection) -> ChainHead:
-    row = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash)
-        .where(AuditEntry.seq.is_not(None))
-        .order_by(AuditEntry.seq.desc())
-        .limit(1)
-    ).first()
-    if row is None or row.seq is None or row.hash is None:
-        return ChainHead(0, GENESIS_HASH)
-    return ChainHead(row.seq, row.hash)
+    return _head_of(session.execute(_HEAD).first())
 
 
 def document_of(entry: Any, seq: int, prev_hash: str) -> dict[str, Any]:
@@ -96,25 +103,12 @@ _SEAL = (
 _INDEX_SUBJECT = insert(table_of(AuditSubject))
 _SEAL_ON_DRIVER = DriverStatements(_SEAL)
 _INDEX_ON_DRIVER = DriverStatements(_INDEX_SUBJECT, ("entry_id", "subject_id"))
-_HEAD_SQL = "SELECT seq, hash FROM audit_entry WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+_LOCK_CHAIN_ON_DRIVER = DriverStatements(_LOCK_CHAIN)
+_HEAD_ON_DRIVER = DriverStatements(_HEAD)
 
 
 class _HeadMoved(Exception):
     """Another sequencer sealed entries between our read and our lock: chain from the new head."""
-
-
-def _lock_chain_on(cursor: Any, dialect: str) -> None:
-    """:func:`lock_chain` on a DBAPI cursor (SQLite's ``BEGIN IMMEDIATE`` is already taken)."""
-    if dialect == "postgresql":
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK_ID,))
-
-
-def _head_on(cursor: Any) -> ChainHead:
-    cursor.execute(_HEAD_SQL)
-    row = cursor.fetchone()
-    if row is None or row[0] is None or row[1] is None:
-        return ChainHead(0, GENESIS_HASH)
-    return ChainHead(int(row[0]), str(row[1]))
 
 
 def _seal_batch(db: Database, batch_size: int) -> tuple[int, ChainHead]:
@@ -157,8 +151,9 @@ def _seal_batch(db: Database, batch_size: int) -> tuple[int, ChainHead]:
     seal_rows = [seal_statement.parameters(update) for update in updates]
     index_rows = [index_statement.parameters(row) for row in index]
     with db.raw_write() as cursor:
-        _lock_chain_on(cursor, dialect.name)
-        if _head_on(cursor) != head:
+        if dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already holds the lock
+            _LOCK_CHAIN_ON_DRIVER.for_dialect(dialect).first(cursor, {"lock": CHAIN_LOCK_ID})
+        if _head_of(_HEAD_ON_DRIVER.for_dialect(dialect).first(cursor, {})) != head:
             raise _HeadMoved
         cursor.executemany(seal_statement.sql, seal_rows)
         if index_rows:

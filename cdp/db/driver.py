@@ -8,9 +8,11 @@ parameterized, never formatted into the SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -30,6 +32,12 @@ class DriverStatement:
         self._converters: list[tuple[str, Callable[[Any], Any] | None]] = [
             (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
         ]
+        # Values the statement carries itself (a LIMIT, a literal compared against): used unless given.
+        self._carried: dict[str, Any] = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.effective_value is not None
+        }
         selected = getattr(statement, "selected_columns", None)
         self.result_keys: tuple[str, ...] = tuple(selected.keys()) if selected is not None else ()
         self._result_processors: list[Callable[[Any], Any] | None] = [
@@ -38,6 +46,8 @@ class DriverStatement:
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         """The driver's parameters for one execution: a tuple (positional styles) or a dict."""
+        if self._carried:
+            values = {**self._carried, **values}
         converted = [
             (name, convert(values[name]) if convert is not None else values[name])
             for name, convert in self._converters
@@ -45,6 +55,13 @@ class DriverStatement:
         if self.positional:
             return tuple(value for _, value in converted)
         return dict(converted)
+
+    def first(self, cursor: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run a query on ``cursor`` and return its first row as the driver gave it (no result processing:
+        for callers that read presence, truth or plain integers and strings)."""
+        cursor.execute(self.sql, self.parameters(values))
+        row = cursor.fetchone()
+        return None if row is None else tuple(row)
 
     def mappings(self, cursor: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run a query on ``cursor`` and return its rows keyed by column, each value through its type's
@@ -58,6 +75,16 @@ class DriverStatement:
             }
             for row in cursor.fetchall()
         ]
+
+
+@contextmanager
+def dbapi_cursor(connection: Connection) -> Iterator[Any]:
+    """A DBAPI cursor on ``connection``'s own transaction, closed on the way out."""
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 class DriverStatements:

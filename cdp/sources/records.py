@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, bindparam, delete, func, insert, sele
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
-from cdp.db.driver import DriverStatements
+from cdp.db.driver import DriverStatements, dbapi_cursor
 from cdp.db.models import (
     CANONICAL_FIELDS,
     BlindIndexEntry,
@@ -466,11 +466,8 @@ def disclose_members(
     params: dict[str, Any] = {"entity_id": entity_id}
     if line_of_business is not None:
         params["line_of_business"] = line_of_business
-    cursor = connection.connection.cursor()
-    try:
+    with dbapi_cursor(connection) as cursor:
         rows = query.mappings(cursor, params)
-    finally:
-        cursor.close()
     disclosed = []
     for row in rows:
         cipher = vault.keys.open(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, insert, select, text
 
 from cdp.audit.sequencer import seal
-from cdp.db.driver import DriverStatement, DriverStatements
+from cdp.db.driver import DriverStatement, DriverStatements, dbapi_cursor
 from cdp.db.models import AuditEntry, table_of
 from cdp.platform import Platform
 
@@ -54,12 +54,24 @@ def test_a_query_on_the_driver_returns_what_sqlalchemy_mappings_return(platform:
 
     with platform.db.connect() as connection:
         expected = [dict(row) for row in connection.execute(query, {"entry_id": _ROW["id"]}).mappings()]
-        cursor = connection.connection.cursor()
-        try:
+        with dbapi_cursor(connection) as cursor:
             got = compiled.mappings(cursor, {"entry_id": _ROW["id"]})
-        finally:
-            cursor.close()
 
     assert got == expected
     assert isinstance(got[0]["id"], uuid.UUID)
     assert got[0]["recorded_at"] == _ROW["recorded_at"] and got[0]["sealed_at"].tzinfo is not None
+
+
+def test_a_value_the_statement_carries_itself_is_sent_unless_the_caller_gives_one(platform: Platform) -> None:
+    with platform.db.transaction() as session:
+        for action in ("a.first", "b.second", "c.third"):
+            session.execute(insert(_ENTRIES), {**_ROW, "id": uuid.uuid4(), "action": action})
+    newest_first = select(_ENTRIES.c.action).order_by(_ENTRIES.c.action.desc()).limit(2)
+    compiled = DriverStatements(newest_first).for_dialect(platform.db.engine.dialect)
+
+    with platform.db.connect() as connection, dbapi_cursor(connection) as cursor:
+        carried = compiled.mappings(cursor, {})
+        first = compiled.first(cursor, {})
+
+    assert [row["action"] for row in carried] == ["c.third", "b.second"]  # the LIMIT 2 it was built with
+    assert first == ("c.third",)

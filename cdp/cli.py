@@ -160,6 +160,9 @@ def _gunicorn() -> str:
 
 def _run_server(state: _State, host: str, port: int, workers: int, *, access_log: bool = True) -> None:
     """Serve until stopped: the HTTP workers plus one background-jobs process (:mod:`cdp.serving`)."""
+    from cdp.jobs import check_jobs_can_start
+
+    check_jobs_can_start(state.settings.with_overrides(host=host, port=port, workers=workers))
     server_argv = gunicorn_argv(_gunicorn(), f"{host}:{port}", workers, access_log=access_log)
     env = dict(os.environ)
     if state.config is not None:

@@ -37,8 +37,10 @@ from apscheduler.triggers.cron import CronTrigger
 
 from cdp.audit import AuditActor, AuditEvent, acting_as, record
 from cdp.audit.service import AuditService
+from cdp.config import Settings
 from cdp.db.models import SCHEDULER_JOBS
 from cdp.db.types import utcnow
+from cdp.errors import ConfigurationError
 from cdp.platform import Platform
 
 logger = logging.getLogger(__name__)
@@ -148,13 +150,24 @@ def retention_sweep_job(name: str = "default") -> None:
         logger.warning("retention sweep failed: %s", type(exc).__name__)
 
 
-def start_background_jobs(platform: Platform, *, name: str = "default") -> BackgroundScheduler:
+def check_jobs_can_start(settings: Settings) -> None:
+    """Raise (a :class:`~cdp.errors.CdpError` naming the setting) if the jobs would refuse to start with
+    these settings: ``cdp serve`` asks before it launches anything, so a bad configuration stops it with
+    one clear error instead of a jobs process that dies and is restarted over and over."""
     from cdp.retention.policy import RetentionPolicy, check_audit_outlives_data
 
-    settings = platform.settings
     check_audit_outlives_data(
         RetentionPolicy.load(settings.retention_policy_file), settings.audit_retention_days
     )
+    try:
+        CronTrigger.from_crontab(settings.retention_sweep_cron, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigurationError(f"retention_sweep_cron is not a valid crontab: {exc}") from None
+
+
+def start_background_jobs(platform: Platform, *, name: str = "default") -> BackgroundScheduler:
+    settings = platform.settings
+    check_jobs_can_start(settings)
     _running[name] = platform
     scheduler = BackgroundScheduler(
         daemon=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import _env, cdp, ok
+from tests.cli.test_cli import _env, cdp, ok, one_line_error
 from tests.processes import alive
 from tests.processes import children as child_processes
 
@@ -68,6 +68,22 @@ def test_serve_refuses_to_start_without_keys(tmp_path: Path) -> None:
     result = cdp(tmp_path, "serve", "--port", str(_free_port()))
     assert result.returncode == 2
     assert result.stderr.startswith("error: key file")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("CDP_AUDIT_RETENTION_DAYS", "400", "audit_retention_days (400) must be longer"),
+        ("CDP_RETENTION_SWEEP_CRON", "99 3 * * *", "retention_sweep_cron is not a valid crontab"),
+    ],
+)
+def test_serve_refuses_settings_its_background_jobs_would_refuse_before_starting_anything(
+    tmp_path: Path, setting: str, value: str, named: str
+) -> None:
+    ok(cdp(tmp_path, "init"))
+    result = cdp(tmp_path, "serve", "--port", str(_free_port()), **{setting: value})
+    assert named in one_line_error(result)
+    assert "serving on" not in result.stdout
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -111,7 +111,7 @@ class AccessGate:
     ) -> Disclosure:
         """Decide every field for this read: role policy, then purpose, then consent."""
         role = self.admit(actor, purpose)
-        decisions = {field: self.policy.decide(actor.role, purpose, field) for field in fields}
+        decisions = dict(self.policy.decide_all(actor.role, purpose, tuple(fields)))
         candidates = [field for field, decision in decisions.items() if decision.disclosed]
         for field, rule in self.consent.withheld(entity_id, purpose, candidates).items():
             if field in decisions and decisions[field].disclosed:

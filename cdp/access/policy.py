@@ -8,6 +8,7 @@ purpose is an error, an attribute a role does not list is denied, and every role
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tomllib
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cdp.access.roles import ROLE_SCOPES
@@ -91,6 +93,9 @@ class FieldDecision:
         return out
 
 
+_DECIDED_LIMIT = 1024
+
+
 @dataclass(frozen=True)
 class FieldPolicy:
     version: int
@@ -98,6 +103,9 @@ class FieldPolicy:
     roles: Mapping[str, RolePolicy]
     digest: str = ""
     """SHA-256 of the policy's content (not its layout): which rules were in force, for the audit log."""
+    _decided: dict[tuple[str, str, tuple[str, ...]], Mapping[str, FieldDecision]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def default(cls) -> FieldPolicy:
@@ -148,6 +156,18 @@ class FieldPolicy:
 
     def role(self, role: str) -> RolePolicy | None:
         return self.roles.get(role)
+
+    def decide_all(self, role: str, purpose: str, fields: tuple[str, ...]) -> Mapping[str, FieldDecision]:
+        """:meth:`decide` for each of ``fields``, remembered: the answer depends on the policy alone,
+        which never changes (a new policy is a new object), and every profile read asks it."""
+        key = (role, purpose, fields)
+        found = self._decided.get(key)
+        if found is None:
+            if len(self._decided) >= _DECIDED_LIMIT:  # callers choose ``fields``: keep the memo bounded
+                self._decided.clear()
+            found = MappingProxyType({name: self.decide(role, purpose, name) for name in fields})
+            self._decided[key] = found
+        return found
 
     def decide(self, role: str, purpose: str, field: str) -> FieldDecision:
         """Role policy, then purpose. Unknown roles, purposes and fields are denied (deny by default)."""

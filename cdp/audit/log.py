@@ -164,8 +164,11 @@ class GroupCommit:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
         try:
             statement = _DRIVER_INSERT.for_dialect(self.db.engine.dialect)
-            with self.db.raw_write() as cursor:
-                cursor.executemany(statement.sql, [statement.parameters(pending.entry) for pending in batch])
+            with self.db.raw_write(single_statement=len(batch) == 1) as cursor:
+                if len(batch) == 1:
+                    cursor.execute(statement.sql, statement.parameters(batch[0].entry))
+                else:
+                    cursor.executemany(statement.sql, [statement.parameters(p.entry) for p in batch])
         except BaseException as exc:  # every waiter of the batch must learn it failed, then re-raise
             for pending in batch:
                 pending.error = exc

@@ -116,11 +116,22 @@ class Database:
             yield session
 
     @contextmanager
-    def raw_write(self) -> Iterator[Any]:
+    def raw_write(self, *, single_statement: bool = False) -> Iterator[Any]:
         """A DBAPI cursor inside a write transaction, for the one statement on every request's path
         (the audit append), where SQLAlchemy's per-execution machinery cost more than the insert itself.
         Same locking as :meth:`transaction` (``BEGIN IMMEDIATE`` on SQLite); commits when the block ends,
-        rolls back if it raises. Callers pass parameters already converted for the driver."""
+        rolls back if it raises. Callers pass parameters already converted for the driver.
+
+        Inside :meth:`connect` the write runs on the connection the request already holds, not a second
+        one from the pool (on PostgreSQL that saved the second checkout's pre-ping round trip). There,
+        ``single_statement=True`` — the block runs exactly one statement, atomic by itself — lets
+        PostgreSQL's autocommit connection commit it without BEGIN and COMMIT round trips; SQLite still
+        takes its write lock up front (``BEGIN IMMEDIATE``), which an autocommit statement would not."""
+        borrowed = self._borrowed.get()
+        if borrowed is not None:
+            with self._write_on(borrowed, single_statement and not self.is_sqlite) as cursor:
+                yield cursor
+            return
         fairy = self.engine.raw_connection()
         try:
             cursor = fairy.cursor()
@@ -135,6 +146,29 @@ class Database:
             cursor.close()
         finally:
             fairy.close()
+
+    @contextmanager
+    def _write_on(self, connection: Connection, autocommit_statement: bool) -> Iterator[Any]:
+        """A write transaction on the DBAPI connection under a :meth:`connect` connection (autocommit to
+        SQLAlchemy, which therefore has no transaction of its own open on it). Always ends the
+        transaction it began; a connection whose rollback fails is invalidated, not reused."""
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if not autocommit_statement:
+                cursor.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+            try:
+                yield cursor
+            except BaseException:
+                if not autocommit_statement:
+                    try:
+                        cursor.execute("ROLLBACK")
+                    except Exception:
+                        connection.invalidate()
+                raise
+            if not autocommit_statement:
+                cursor.execute("COMMIT")
+        finally:
+            cursor.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

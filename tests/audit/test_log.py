@@ -101,10 +101,10 @@ def test_a_failed_batch_fails_every_waiter_and_the_next_callers_still_get_throug
     failing = threading.Event()
     failing.set()
 
-    def flaky_write():  # type: ignore[no-untyped-def]
+    def flaky_write(**options):  # type: ignore[no-untyped-def]
         if failing.is_set():
             raise OSError("disk full")
-        return real_write()
+        return real_write(**options)
 
     monkeypatch.setattr(platform.db, "raw_write", flaky_write)
     with ThreadPoolExecutor(4) as pool:
@@ -132,7 +132,7 @@ def test_a_database_gone_during_the_append_is_unavailable_not_an_audit_failure(
     """A restart or failover hitting the append's raw cursor is transient: DatabaseUnavailable (a 503 the
     client may retry), while any other failure stays an AuditError (a 500): the operation is refused."""
 
-    def gone():  # type: ignore[no-untyped-def]
+    def gone(**_options):  # type: ignore[no-untyped-def]
         raise lost
 
     monkeypatch.setattr(platform.db, "raw_write", gone)

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from cdp.db import Database, safe_url
-from cdp.db.models import Source, SourceRecord
+from cdp.db.driver import DriverStatement
+from cdp.db.models import Source, SourceRecord, table_of
+from cdp.db.types import utcnow
 from cdp.errors import ConfigurationError, DatabaseUnavailable
 from cdp.platform import Platform
 
@@ -192,6 +194,58 @@ def test_failed_transaction_does_not_poison_the_next_one(platform: Platform) -> 
 
     with platform.db.read() as session:
         assert session.scalars(select(Source.line_of_business)).all() == ["c"]
+
+
+# --- raw writes on the request's own connection ------------------------------------------------------
+
+
+def _checkouts(db: Database) -> list[object]:
+    seen: list[object] = []
+    event.listen(db.engine, "checkout", lambda *args: seen.append(args[0]))
+    return seen
+
+
+def _sources(db: Database) -> list[str]:
+    with db.engine.connect() as other:  # a connection of its own: sees only what was committed
+        return sorted(other.execute(select(Source.name)).scalars())
+
+
+@pytest.mark.parametrize("single_statement", [True, False])
+def test_a_raw_write_inside_connect_commits_on_the_held_connection(
+    platform: Platform, single_statement: bool
+) -> None:
+    db = platform.db
+    checkouts = _checkouts(db)
+    columns = ["id", "name", "line_of_business", "created_at"]
+    statement = DriverStatement(insert(table_of(Source)), db.engine.dialect, columns)
+    row = {"id": uuid.uuid4(), "name": "crm", "line_of_business": "sales", "created_at": utcnow()}
+
+    with db.connect() as held:
+        with db.raw_write(single_statement=single_statement) as cursor:
+            cursor.execute(statement.sql, statement.parameters(row))
+        assert _sources(db) == ["crm"]  # committed before the block that holds the connection ends
+        assert held.execute(select(Source.name)).scalars().all() == ["crm"]
+
+    assert len(checkouts) == 2  # the held connection, and _sources' own: none for the write
+
+
+@pytest.mark.parametrize("single_statement", [True, False])
+def test_a_failed_raw_write_inside_connect_leaves_nothing_and_the_connection_usable(
+    platform: Platform, single_statement: bool
+) -> None:
+    db = platform.db
+    with db.connect() as held:
+        with pytest.raises(Boom), db.raw_write(single_statement=single_statement) as cursor:
+            cursor.execute("UPDATE source SET name = 'x'")  # no rows: fine, then the caller fails
+            raise Boom
+        driver_integrity_error = db.engine.dialect.loaded_dbapi.IntegrityError
+        with pytest.raises(driver_integrity_error), db.raw_write(single_statement=single_statement) as cursor:
+            cursor.execute("INSERT INTO entity_member (record_id, entity_id) VALUES (NULL, NULL)")
+        assert held.execute(select(func.count()).select_from(Source)).scalar_one() == 0
+
+    with db.transaction() as session:  # no transaction was left open on the pooled connection
+        session.add(Source(name="crm", line_of_business="sales"))
+    assert _sources(db) == ["crm"]
 
 
 # --- bad URLs ---------------------------------------------------------------------------------------

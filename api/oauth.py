@@ -679,8 +679,7 @@ def _protected_call(
         response = _bearer_error(401, "invalid_request", "Bearer access token required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="cdp"'
         return response
-    # One pooled connection serves the token check and the view's plain reads (one checkout, one
-    # pre-ping on PostgreSQL).
+    # One pooled connection serves the token check, the view's plain reads and the audit append.
     with current_platform().db.connect():
         try:
             principal = verify_access_token(token.strip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -86,7 +87,6 @@ class Database:
             self.url = parsed
             # A schema is chosen in the URL itself: ...?options=-csearch_path%3Dmyschema
             kwargs["connect_args"] = {"connect_timeout": 5}
-            kwargs["pool_pre_ping"] = True
         else:
             raise ConfigurationError(
                 f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql+psycopg://"
@@ -99,6 +99,8 @@ class Database:
             ) from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms, sqlite_cache_mib, sqlite_mmap_mib)
+        else:
+            _ping_when_idle(self.engine)
         self._immediate = self.engine.execution_options(cdp_begin="IMMEDIATE")
         self._writer = sessionmaker(bind=self._immediate, expire_on_commit=False)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -123,7 +125,7 @@ class Database:
         rolls back if it raises. Callers pass parameters already converted for the driver.
 
         Inside :meth:`connect` the write runs on the connection the request already holds, not a second
-        one from the pool (on PostgreSQL that saved the second checkout's pre-ping round trip). There,
+        one from the pool. There,
         ``single_statement=True`` — the block runs exactly one statement, atomic by itself — lets
         PostgreSQL's autocommit connection commit it without BEGIN and COMMIT round trips; SQLite still
         takes its write lock up front (``BEGIN IMMEDIATE``), which an autocommit statement would not."""
@@ -183,8 +185,7 @@ class Database:
         must agree with each other.
 
         Nested calls in the same context (thread or task) share the outermost connection, so a request
-        that checks its token and then reads a profile checks out — and on PostgreSQL pre-pings — one
-        connection, not two."""
+        that checks its token and then reads a profile checks out one connection, not two."""
         current = self._borrowed.get()
         if current is not None:
             yield current
@@ -208,6 +209,35 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+ALIVE_BYPASS_SECONDS = 0.5
+"""A pooled connection used less than this long ago is handed out without a ping (HikariCP's
+``aliveBypassWindowMs`` rule, same default)."""
+
+
+def _ping_when_idle(engine: Engine, bypass_seconds: float = ALIVE_BYPASS_SECONDS) -> None:
+    """Pessimistic disconnect handling without a round trip on every checkout: ``pool_pre_ping`` cost
+    every PostgreSQL request one (a server under load reuses each connection within milliseconds). A
+    connection idle for longer is pinged; a dead one raises ``DisconnectionError``, on which the pool
+    replaces it and tries again (up to three times), so a restarted server still costs no request."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["cdp_checked_in_at"] = time.monotonic()  # just connected: alive
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["cdp_checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in_at = record.info.get("cdp_checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at >= bypass_seconds:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error:
+                raise sqlalchemy.exc.DisconnectionError("the pooled connection is gone") from None
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, cache_mib: int, mmap_mib: int) -> None:

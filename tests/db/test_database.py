@@ -9,16 +9,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from cdp.db import Database, safe_url
+from cdp.db import ALIVE_BYPASS_SECONDS, Database, safe_url
 from cdp.db.driver import DriverStatement
 from cdp.db.models import Source, SourceRecord, table_of
 from cdp.db.types import utcnow
 from cdp.errors import ConfigurationError, DatabaseUnavailable
 from cdp.platform import Platform
+from tests.conftest import _libpq_dsn, postgres_base_url
 
 
 class Boom(Exception):
@@ -246,6 +248,58 @@ def test_a_failed_raw_write_inside_connect_leaves_nothing_and_the_connection_usa
     with db.transaction() as session:  # no transaction was left open on the pooled connection
         session.add(Source(name="crm", line_of_business="sales"))
     assert _sources(db) == ["crm"]
+
+
+# --- PostgreSQL: ping only connections that sat idle --------------------------------------------------
+
+
+@pytest.fixture
+def pg_db(postgres_schema_url: str) -> Iterator[Database]:
+    db = Database(postgres_schema_url)
+    yield db
+    db.dispose()
+
+
+def _count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    pings: list[object] = []
+    real_ping = db.engine.dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return bool(real_ping(dbapi_connection))
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counting_ping)
+    return pings
+
+
+@pytest.mark.postgres
+def test_a_connection_reused_at_once_is_not_pinged_and_one_left_idle_is(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(pg_db, monkeypatch)
+    for _ in range(5):  # new, then reused within milliseconds: alive without asking
+        with pg_db.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    assert pings == []
+
+    time.sleep(ALIVE_BYPASS_SECONDS + 0.1)
+    with pg_db.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+    assert len(pings) == 1
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_killed_while_idle_is_replaced_without_failing_the_request(
+    pg_db: Database,
+) -> None:
+    with pg_db.connect() as connection:
+        backend_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    with psycopg.connect(_libpq_dsn(postgres_base_url()), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+    time.sleep(ALIVE_BYPASS_SECONDS + 0.1)
+
+    with pg_db.connect() as connection:  # the ping finds it dead; the pool connects again
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != backend_pid
 
 
 # --- bad URLs ---------------------------------------------------------------------------------------

@@ -190,10 +190,15 @@ def _require(value: str, max_length: int) -> str:
     return text
 
 
+_NOT_ASCII_ALNUM_RE: Final = re.compile(r"[^a-z0-9]")
+
+
 def _fold(text: str) -> str:
     """Lower-case ASCII letters and digits only: diacritics folded, other scripts transliterated."""
+    if text.isascii():  # most names: the same result without the per-character category look-ups
+        return _NOT_ASCII_ALNUM_RE.sub("", text.lower())
     kept = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LMN")
-    return re.sub(r"[^a-z0-9]", "", str(anyascii(kept.casefold())).lower())
+    return _NOT_ASCII_ALNUM_RE.sub("", str(anyascii(kept.casefold())).lower())
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -547,8 +552,9 @@ def _fix_case(parts: list[list[str]]) -> list[list[str]]:
     return fixed
 
 
-def _name_parts(text: str) -> tuple[list[list[str]], bool]:
-    """Comma-separated parts of a name, honorifics and suffixes stripped, case repaired.
+def _name_parts(text: str, *, repair_case: bool = True) -> tuple[list[list[str]], bool]:
+    """Comma-separated parts of a name, honorifics and suffixes stripped, case repaired (unless
+    ``repair_case`` is off: a matching key folds case anyway, and the repair was most of its cost).
 
     Returns the parts and whether an honorific was removed (``Mr. Smith`` names a family, not a person's
     given name). Affixes are stripped only while another token remains, except dotted ones (``Mr.`` on its
@@ -567,7 +573,7 @@ def _name_parts(text: str) -> tuple[list[list[str]], bool]:
             part.pop()
             total -= 1
     parts = [p for p in parts if p]
-    return _fix_case(parts), had_title
+    return (_fix_case(parts) if repair_case else parts), had_title
 
 
 def normalize_name(value: str) -> str:
@@ -600,6 +606,15 @@ def generational_suffix(value: str) -> str | None:
     return _GENERATIONAL.get(_token_key(tokens[-1]).rstrip("."))
 
 
+def _name_for_keys(value: str) -> str:
+    """:func:`normalize_name` without its case repair, for keys that fold case anyway (the repair was
+    most of the cost of a key). Raises like it."""
+    parts, _ = _name_parts(_require(value, 256), repair_case=False)
+    if not parts:
+        raise NormalizationError("empty")
+    return ", ".join(" ".join(part) for part in parts)
+
+
 def name_match_key(value: str) -> str:
     """Matching key for a name: no titles/suffixes, casefolded, diacritics folded, only ``[a-z0-9]``.
 
@@ -607,7 +622,7 @@ def name_match_key(value: str) -> str:
     are transliterated (``张伟`` → ``zhangwei``). Spaces, hyphens and apostrophes go, so ``Jean-Pierre``
     and ``Jean Pierre`` agree. Use :func:`name_match_keys` to also meet German transliterations.
     """
-    key = _fold(normalize_name(value))
+    key = _fold(_name_for_keys(value))
     if not key:
         raise NormalizationError("empty")
     return key
@@ -637,7 +652,7 @@ def name_match_keys(value: str) -> set[str]:
     ``Mueller``, while ``Mueller`` is never folded back to ``Muller`` (that would also turn ``Samuel``
     into ``Saml``-like nonsense).
     """
-    display = normalize_name(value)
+    display = _name_for_keys(value)
     keys = {_fold(display), _fold(display.translate(_TRANSLITERATIONS))}
     keys.discard("")
     if not keys:
@@ -664,7 +679,7 @@ def nickname_keys(first_name: str) -> set[str]:
     ``Chema`` → ``{"chema", "josemaria"}``. Two given names are compatible when their sets intersect.
     For matching only — never to overwrite a stored first name.
     """
-    display = normalize_name(first_name)
+    display = _name_for_keys(first_name)
     bases = set(name_match_keys(display))
     first_token = re.split(r"[\s,\-]+", display, maxsplit=1)[0]
     if first_token and first_token != display:

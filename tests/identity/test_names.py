@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from anyascii import anyascii
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -330,6 +334,43 @@ def test_name_keys_are_idempotent_ascii_and_include_the_plain_key(raw: str) -> N
     assert key in keys
     assert all(re.fullmatch(r"[a-z0-9]+", k) for k in keys)
     assert keys <= nickname_keys(raw)
+
+
+def _outcome(fn: Callable[[str], object], raw: str) -> object:
+    try:
+        return fn(raw)
+    except NormalizationError as exc:
+        return ("refused", exc.reason)
+
+
+@given(names)
+def test_match_keys_are_the_display_form_folded_whatever_case_repair_would_have_done(raw: str) -> None:
+    """The keys skip normalize_name's case repair (folding makes it moot): same keys, same refusals."""
+    assert _outcome(name_match_key, raw) == _outcome(lambda v: _folded(normalize_name(v)), raw)
+    assert _outcome(name_match_keys, raw) == _outcome(
+        lambda v: (
+            {k for k in (_folded(normalize_name(v)), _folded_transliterated(normalize_name(v))) if k}
+            or _refuse_empty()
+        ),
+        raw,
+    )
+
+
+def _folded(display: str) -> str:
+    key = "".join(ch for ch in display if unicodedata.category(ch)[0] in "LMN")
+    key = re.sub(r"[^a-z0-9]", "", str(anyascii(key.casefold())).lower())
+    return key or _refuse_empty()
+
+
+def _folded_transliterated(display: str) -> str:
+    german = display.translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe"}))
+    german = german.translate(str.maketrans({"Ü": "Ue", "ø": "oe", "Ø": "Oe", "å": "aa", "Å": "Aa"}))
+    key = "".join(ch for ch in german if unicodedata.category(ch)[0] in "LMN")
+    return re.sub(r"[^a-z0-9]", "", str(anyascii(key.casefold())).lower())
+
+
+def _refuse_empty() -> Any:
+    raise NormalizationError("empty")
 
 
 @given(names)

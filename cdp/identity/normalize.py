@@ -149,6 +149,10 @@ def _clean(value: object, max_length: int) -> str | None:
     # Bound the work before doing any: a field may be padded, but not by megabytes.
     if len(value) > max_length * 4 + _RAW_SLACK:
         raise NormalizationError("too_long")
+    if value.isascii():  # most values: NFKC leaves ASCII as it is and nothing invisible is ASCII
+        if _CONTROL_RE.search(value):
+            raise NormalizationError("control_characters")
+        return _collapsed(value, max_length)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -163,6 +167,10 @@ def _clean(value: object, max_length: int) -> str | None:
     # NFKC can surface new invisible characters (rare compatibility mappings); one more pass settles it.
     if _INVISIBLE_RE.search(text):
         text = unicodedata.normalize("NFKC", _INVISIBLE_RE.sub("", text))
+    return _collapsed(text, max_length)
+
+
+def _collapsed(text: str, max_length: int) -> str | None:
     text = " ".join(text.split())
     if not text:
         return None

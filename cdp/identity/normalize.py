@@ -1202,6 +1202,10 @@ _STRUCTURE_ERRORS: Final = ("does not match format", "unconverted data remains")
 _FORMAT_ERRORS: Final = ("bad directive", "stray %")
 
 
+_ISO_DATE_RE: Final = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])")
+"""The shapes strptime's %Y-%m-%d matches whose only possible failure is the calendar's (a 30 February)."""
+
+
 def _parse_date(value: str, formats: Sequence[str]) -> tuple[date, str]:
     if isinstance(formats, str) or not formats:
         raise ValueError("formats must be a non-empty sequence of strptime formats")
@@ -1209,6 +1213,13 @@ def _parse_date(value: str, formats: Sequence[str]) -> tuple[date, str]:
     impossible = False
     bad_format = False
     for fmt in formats:
+        if fmt == "%Y-%m-%d" and _ISO_DATE_RE.fullmatch(text):
+            # strptime's answer for this shape, without its locale look-up and regex on every call.
+            try:
+                return date.fromisoformat(text), fmt
+            except ValueError:
+                impossible = True  # e.g. 2023-02-29: the shape matched, the calendar said no
+                continue
         try:
             return datetime.strptime(text, fmt).date(), fmt
         except ValueError as exc:

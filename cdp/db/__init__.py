@@ -125,10 +125,10 @@ class Database:
         rolls back if it raises. Callers pass parameters already converted for the driver.
 
         Inside :meth:`connect` the write runs on the connection the request already holds, not a second
-        one from the pool. There,
-        ``single_statement=True`` — the block runs exactly one statement, atomic by itself — lets
-        PostgreSQL's autocommit connection commit it without BEGIN and COMMIT round trips; SQLite still
-        takes its write lock up front (``BEGIN IMMEDIATE``), which an autocommit statement would not."""
+        one from the pool. There, ``single_statement=True`` — the block runs exactly one statement,
+        atomic by itself — lets PostgreSQL's autocommit connection commit it without BEGIN and COMMIT
+        round trips; SQLite still takes its write lock up front (``BEGIN IMMEDIATE``), which an
+        autocommit statement would not."""
         borrowed = self._borrowed.get()
         if borrowed is not None:
             with self._write_on(borrowed, single_statement and not self.is_sqlite) as cursor:

@@ -162,7 +162,7 @@ def _run_server(state: _State, host: str, port: int, workers: int, *, access_log
     """Serve until stopped: the HTTP workers plus one background-jobs process (:mod:`cdp.serving`)."""
     from cdp.jobs import check_jobs_can_start
 
-    check_jobs_can_start(state.settings.with_overrides(host=host, port=port, workers=workers))
+    check_jobs_can_start(state.settings)
     server_argv = gunicorn_argv(_gunicorn(), f"{host}:{port}", workers, access_log=access_log)
     env = dict(os.environ)
     if state.config is not None:

@@ -32,6 +32,11 @@ may retry. Both SQLAlchemy's wrapped errors and the drivers' own (raised on :met
 cursor, which SQLAlchemy does not wrap)."""
 
 
+ALIVE_BYPASS_SECONDS = 0.5
+"""A pooled connection used less than this long ago is handed out without a ping (HikariCP's
+``aliveBypassWindowMs`` rule, same default)."""
+
+
 def safe_url(url: str | URL) -> str:
     """The URL with any password masked, for messages."""
     try:
@@ -61,6 +66,7 @@ class Database:
         busy_timeout_ms: int = 10_000,
         sqlite_cache_mib: int = 32,
         sqlite_mmap_mib: int = 1024,
+        ping_after_idle_seconds: float = ALIVE_BYPASS_SECONDS,
     ) -> None:
         try:
             parsed = make_url(url)
@@ -100,7 +106,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms, sqlite_cache_mib, sqlite_mmap_mib)
         else:
-            _ping_when_idle(self.engine)
+            _ping_when_idle(self.engine, ping_after_idle_seconds)
         self._immediate = self.engine.execution_options(cdp_begin="IMMEDIATE")
         self._writer = sessionmaker(bind=self._immediate, expire_on_commit=False)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -211,12 +217,7 @@ class Database:
         self.engine.dispose()
 
 
-ALIVE_BYPASS_SECONDS = 0.5
-"""A pooled connection used less than this long ago is handed out without a ping (HikariCP's
-``aliveBypassWindowMs`` rule, same default)."""
-
-
-def _ping_when_idle(engine: Engine, bypass_seconds: float = ALIVE_BYPASS_SECONDS) -> None:
+def _ping_when_idle(engine: Engine, bypass_seconds: float) -> None:
     """Pessimistic disconnect handling without a round trip on every checkout: ``pool_pre_ping`` cost
     every PostgreSQL request one (a server under load reuses each connection within milliseconds). A
     connection idle for longer is pinged; a dead one raises ``DisconnectionError``, on which the pool

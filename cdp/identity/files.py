@@ -34,10 +34,10 @@ from typing import Any
 
 from cdp.db.models import CANONICAL_FIELDS
 from cdp.errors import CdpError
-from cdp.identity.features import RawFeatureExtractor
+from cdp.identity.features import MATCH_COLUMNS, RawFeatureExtractor
 from cdp.identity.resolver import Resolution, resolve
 from cdp.identity.settings import MatchSettings
-from cdp.identity.table import RecordTable
+from cdp.identity.table import FeatureChunk, RecordTable
 
 
 class MappingFileError(CdpError):
@@ -107,7 +107,8 @@ class FileResolution:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, dict[str, str | None]]]:
+def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, list[str | None]]]:
+    """``(record id, cells)`` per row, cells in ``mapping.fields`` order (empty cells as None)."""
     try:
         handle = path.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -127,7 +128,7 @@ def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, dict[str, str
             if column not in position:
                 raise InputFileError(f"{path.name}: no column {column!r} (mapping key 'fields.{attribute}')")
         id_at = position[mapping.id_column]
-        columns = [(attribute, position[column]) for attribute, column in mapping.fields.items()]
+        cells = [position[column] for column in mapping.fields.values()]
         width = len(header)
         try:
             for line, row in enumerate(reader, start=2):
@@ -138,7 +139,7 @@ def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, dict[str, str
                 record_id = row[id_at].strip()
                 if not record_id:
                     raise InputFileError(f"{path.name} line {line}: empty record id")
-                yield record_id, {attribute: row[i] or None for attribute, i in columns}
+                yield record_id, [row[i] or None for i in cells]
         except UnicodeDecodeError:
             raise InputFileError(f"{path.name}: not UTF-8 text") from None
         except csv.Error as exc:
@@ -147,64 +148,73 @@ def _rows(path: Path, mapping: FileMapping) -> Iterator[tuple[str, dict[str, str
 
 _CHUNK = 20_000
 _extractor: RawFeatureExtractor | None = None
+_attributes: tuple[str, ...] = ()
+
+RawRow = tuple[str, str, list[str | None]]
+"""``(source, record id, cells)``, cells in the mapping's ``fields`` order."""
 
 
-def _init_worker(date_formats: tuple[str, ...], default_country: str | None) -> None:
-    global _extractor
+def _init_worker(
+    date_formats: tuple[str, ...], default_country: str | None, attributes: tuple[str, ...]
+) -> None:
+    global _extractor, _attributes
     _extractor = RawFeatureExtractor(date_formats=date_formats, default_country=default_country)
+    _attributes = attributes
 
 
-def _extract_chunk(
-    chunk: list[tuple[str, str, dict[str, str | None]]],
-) -> tuple[list[tuple[str, str, dict[str, str | None]]], Counter[str]]:
+def _extract_chunk(chunk: list[RawRow]) -> tuple[FeatureChunk, Counter[str]]:
+    """Features of a chunk, column-wise: rows cross the process boundary as lists of cells and come back
+    as one list per feature, which pickles at a fraction of the cost of one mapping per row."""
     assert _extractor is not None
     _extractor.failures.clear()
-    out = [(source, record_id, _extractor.extract(raw)) for source, record_id, raw in chunk]
+    attributes = _attributes
+    features = [_extractor.extract(dict(zip(attributes, cells, strict=True))) for _, _, cells in chunk]
+    out = FeatureChunk(
+        [source for source, _, _ in chunk],
+        [record_id for _, record_id, _ in chunk],
+        [[row[column] for row in features] for column in MATCH_COLUMNS],
+    )
     return out, Counter(_extractor.failures)
 
 
 def _normalized(
-    rows: Iterator[tuple[str, str, dict[str, str | None]]],
+    rows: Iterator[RawRow],
     mapping: FileMapping,
     failures: Counter[str],
     *,
     workers: int | None,
-) -> Iterator[tuple[str, str, dict[str, str | None]]]:
+) -> Iterator[FeatureChunk]:
     """Normalize rows into match features, on several processes for large inputs (order kept).
 
     Normalization (email syntax, phone parsing, name folding) is the most expensive per-record step and
     is independent per row, so it parallelizes; small inputs stay in-process.
     """
     count = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    setup = (mapping.date_formats, mapping.default_country, tuple(mapping.fields))
     first = list(itertools.islice(rows, _CHUNK))
     if count <= 1 or len(first) < _CHUNK:
-        _init_worker(mapping.date_formats, mapping.default_country)
+        _init_worker(*setup)
         for chunk in (first, *iter(lambda: list(itertools.islice(rows, _CHUNK)), [])):
             out, failed = _extract_chunk(chunk)
             failures.update(failed)
-            yield from out
+            yield out
         return
     chunks = itertools.chain([first], iter(lambda: list(itertools.islice(rows, _CHUNK)), []))
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(
-        count,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(mapping.date_formats, mapping.default_country),
-    ) as pool:
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker, initargs=setup) as pool:
         # A bounded window of chunks in flight (Executor.map would read every file up front): reading the
         # next chunk, normalizing in the workers and encoding finished rows here all overlap.
-        pending: deque[Future[tuple[list[tuple[str, str, dict[str, str | None]]], Counter[str]]]] = deque()
+        pending: deque[Future[tuple[FeatureChunk, Counter[str]]]] = deque()
         for chunk in chunks:
             pending.append(pool.submit(_extract_chunk, chunk))
             if len(pending) > count:
                 out, failed = pending.popleft().result()
                 failures.update(failed)
-                yield from out
+                yield out
         while pending:
             out, failed = pending.popleft().result()
             failures.update(failed)
-            yield from out
+            yield out
 
 
 def resolve_files(
@@ -228,16 +238,16 @@ def resolve_files(
 
     seen: set[tuple[str, str]] = set()
 
-    def raw_rows() -> Iterator[tuple[str, str, dict[str, str | None]]]:
+    def raw_rows() -> Iterator[RawRow]:
         for path, source in zip(inputs, stems, strict=True):
-            for record_id, raw in _rows(Path(path), file_mapping):
+            for record_id, cells in _rows(Path(path), file_mapping):
                 if (source, record_id) in seen:
                     raise InputFileError(f"{Path(path).name}: record id repeated (each id must be unique)")
                 seen.add((source, record_id))
-                yield source, record_id, raw
+                yield source, record_id, cells
 
     failures: Counter[str] = Counter()
-    table = RecordTable.build(
+    table = RecordTable.from_chunks(
         _normalized(raw_rows(), file_mapping, failures, workers=workers), settings.protection
     )
     prepared = time.perf_counter() - started

@@ -7,12 +7,15 @@ import csv
 import math
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cdp.cli import main
+from cdp.identity import files
 from cdp.identity.files import FileMapping, InputFileError, MappingFileError, resolve_files
 
 HEADER = "id,given,family,born,mail,tel,zip,town"
@@ -182,6 +185,30 @@ def test_two_files_are_linked_across_sources_only(tmp_path: Path, mapping: Path)
     assert ("crm", "c1") in {(r["source"], r["record_id"]) for r in rows}
     assert ("shop", "c1") in {(r["source"], r["record_id"]) for r in rows}
     assert result.report["mode"] == "link"
+
+
+def test_normalizing_on_worker_processes_gives_the_in_process_result(
+    tmp_path: Path, mapping: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large inputs are normalized in chunks on a process pool (rows out as cells, features back
+    column-wise); small chunks force that path here, and it must agree with the in-process one."""
+    crm = write(tmp_path / "crm.csv", CRM_FILE + "c99,Zed,Unparsable,1999-02-30,not-an-email,123,,\n")
+    shop = write(tmp_path / "shop.csv", SHOP_FILE)
+    alone = resolve_files([crm, shop], mapping, workers=1)
+    monkeypatch.setattr(files, "_CHUNK", 16)  # 38 + 36 rows: several chunks on two workers
+    pools: list[object] = []
+
+    class CountedPool(ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(files, "ProcessPoolExecutor", CountedPool)
+    pooled = resolve_files([crm, shop], mapping, workers=2)
+
+    assert len(pools) == 1
+    assert pooled.assignments == alone.assignments
+    assert pooled.report["unparsed_values"] == alone.report["unparsed_values"] != {}
 
 
 def test_resolve_files_without_out_writes_nothing(tmp_path: Path, mapping: Path) -> None:

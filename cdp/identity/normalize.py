@@ -592,8 +592,11 @@ def normalize_name(value: str) -> str:
     first, last and full-name fields; a ``Surname, Given`` order is kept (see :func:`split_full_name`).
     Generational suffixes are dropped here — use :func:`generational_suffix` to keep "Jr" as evidence.
     """
-    text = _require(value, 256)
-    parts, _ = _name_parts(text)
+    return _joined_name(value, repair_case=True)
+
+
+def _joined_name(value: str, *, repair_case: bool) -> str:
+    parts, _ = _name_parts(_require(value, 256), repair_case=repair_case)
     if not parts:
         raise NormalizationError("empty")
     return ", ".join(" ".join(part) for part in parts)
@@ -617,10 +620,7 @@ def generational_suffix(value: str) -> str | None:
 def _name_for_keys(value: str) -> str:
     """:func:`normalize_name` without its case repair, for keys that fold case anyway (the repair was
     most of the cost of a key). Raises like it."""
-    parts, _ = _name_parts(_require(value, 256), repair_case=False)
-    if not parts:
-        raise NormalizationError("empty")
-    return ", ".join(" ".join(part) for part in parts)
+    return _joined_name(value, repair_case=False)
 
 
 def name_match_key(value: str) -> str:

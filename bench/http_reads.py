@@ -56,6 +56,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -645,6 +646,14 @@ def _met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def _rounds_by_server(result: BackendResult) -> dict[tuple[str, int], list[Load]]:
+    """Every round's load, by (server, connections)."""
+    grouped: dict[tuple[str, int], list[Load]] = {}
+    for load in result.loads:
+        grouped.setdefault((load.server, load.connections), []).append(load)
+    return grouped
+
+
 def _median_load(loads: Sequence[Load]) -> Load:
     """The round with the median req/s (the lower middle one of an even count): a real run, not a blend."""
     ranked = sorted(loads, key=lambda load: load.rps)
@@ -670,19 +679,13 @@ def paired_ratios(result: BackendResult, connections: int, measure: Callable[[Lo
     )
 
 
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _paired(result: BackendResult, connections: int, measure: Callable[[Load], float]) -> str:
     ratios = paired_ratios(result, connections, measure)
     if not ratios:
         return "n/a"
     if len(ratios) == 1:
         return f"{ratios[0]:.2f}x"
-    return f"{_median(ratios):.2f}x ({ratios[0]:.2f}..{ratios[-1]:.2f})"
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}..{ratios[-1]:.2f})"
 
 
 def report(results: Sequence[BackendResult]) -> list[str]:
@@ -690,9 +693,7 @@ def report(results: Sequence[BackendResult]) -> list[str]:
     for result in results:
         pg = result.backend == "postgres"
         rows: list[list[object]] = []
-        groups: dict[tuple[str, int], list[Load]] = {}
-        for measured in result.loads:
-            groups.setdefault((measured.server, measured.connections), []).append(measured)
+        groups = _rounds_by_server(result)
         by_key = {key: _median_load(loads) for key, loads in groups.items()}
         for connections in dict.fromkeys(load.connections for load in result.loads):
             auth, plain = by_key.get((AUTHORIZED, connections)), by_key.get((PLAIN, connections))
@@ -778,22 +779,16 @@ def report(results: Sequence[BackendResult]) -> list[str]:
 
 
 def _verdict(result: BackendResult) -> str:
-    def medians(server: str) -> dict[int, Load]:
-        grouped: dict[int, list[Load]] = {}
-        for load in result.loads:
-            if load.server == server:
-                grouped.setdefault(load.connections, []).append(load)
-        return {connections: _median_load(loads) for connections, loads in grouped.items()}
-
-    auth = list(medians(AUTHORIZED).values())
-    plain = medians(PLAIN)
+    medians = {key: _median_load(loads) for key, loads in _rounds_by_server(result).items()}
+    auth = [load for (server, _), load in medians.items() if server == AUTHORIZED]
+    plain = {connections: load for (server, connections), load in medians.items() if server == PLAIN}
     within = [load for load in auth if load.p99_ms < GOAL_P99_MS]
     best = max(within or auth, key=lambda load: load.rps)
     base = plain.get(best.connections)
     rps_ratios = paired_ratios(result, best.connections, lambda load: load.rps)
     cpu_ratios = paired_ratios(result, best.connections, lambda load: load.total_cpu_us_per_request)
-    overhead = 1 / _median(rps_ratios) if rps_ratios else float("inf")
-    cpu_overhead = _median(cpu_ratios) if cpu_ratios else 0.0
+    overhead = 1 / statistics.median(rps_ratios) if rps_ratios else float("inf")
+    cpu_overhead = statistics.median(cpu_ratios) if cpu_ratios else 0.0
     rounds = len(rps_ratios)
     spread = f", {rounds} rounds: {1 / rps_ratios[-1]:.2f}..{1 / rps_ratios[0]:.2f}x" if rounds > 1 else ""
     no_log = next((load for load in result.loads if load.server == NO_LOG), None)

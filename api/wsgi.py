@@ -7,6 +7,9 @@ also starts its own background jobs (the audit sequencer and the rest of :mod:`c
 bare ``gunicorn api.wsgi:app``. ``cdp serve`` turns it off and runs them once, in a ``cdp jobs`` process
 beside the workers. Do not combine with ``--preload`` without disposing the engine's pool and starting
 the jobs in a ``post_fork`` hook.
+
+Workers open the platform with :meth:`~cdp.config.Settings.for_http_workers` (their own SQLite memory-map
+setting: several processes appending audit entries make a memory map a cost, not a saving).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from api.context import EXTENSION_KEY
 from cdp.access.activation import record_policy_in_force
 from cdp.access.policy import FieldPolicy
 from cdp.audit import AuditActor, acting_as
+from cdp.config import load_settings
 from cdp.jobs import start_background_jobs
 
-app = create_app()
+app = create_app(load_settings().for_http_workers())
 platform = app.extensions[EXTENSION_KEY]
 with acting_as(AuditActor.system("startup")):
     record_policy_in_force(platform.db, FieldPolicy.default())

@@ -3,7 +3,7 @@ validation, policy and decryption.
 
     python -m bench.http_reads [--backends sqlite,postgres] [--seconds 15] [--people 3000]
                                [--connections 8,32] [--repeats 3] [--warmup 3] [--workers N (cores)]
-                               [--uneven-retries 2] [--no-log-check]
+                               [--uneven-retries 2] [--no-log-check] [--variant LABEL:KEY=VALUE,...]
 
 Per backend: a throw-away platform (``Platform.initialize``; on PostgreSQL a private schema, dropped
 after) seeded with the demo data set (``cdp demo seed``'s function: generated sources ingested and
@@ -23,6 +23,10 @@ jobs would otherwise share the cores, off its books):
   overhead).
 * **authorized, no access log** — ``cdp serve --no-access-log``, at the first connection count only: what
   the access log costs.
+* **variants** (``--variant LABEL:KEY=VALUE,...``, repeatable) — ``cdp serve`` with extra settings in its
+  environment (e.g. ``mmap0:CDP_SQLITE_MMAP_MIB=0``), measured in every round beside the authorized
+  server and reported with their paired ratio to it: how to try a setting without the machine's drift
+  between two separate runs deciding the answer.
 
 Load is ``wrk --latency -t1 -c<N>`` with ``bench/http_reads.lua`` (a random entity id per request, the
 same sequence of ids for every server), after a warm-up. wrk runs on the same cores as the servers and
@@ -101,6 +105,7 @@ VERIFY_SAMPLE = 25
 
 PLAIN_APP = "bench.plain_read_app:create_app()"
 AUTHORIZED, PLAIN, NO_LOG = "authorized", "plain", "authorized, no log"
+_FIXED_SERVERS = (AUTHORIZED, PLAIN, NO_LOG)
 
 # ---------------------------------------------------------------------------------------------------
 # Tools and processes
@@ -580,6 +585,8 @@ def run_backend(backend: str, args: argparse.Namespace, wrk: str) -> BackendResu
         }
         if not args.no_log_check:
             servers[NO_LOG] = Server(NO_LOG, [*serve, "--no-access-log"], env, bench.workdir)
+        for label, extra in args.variant:
+            servers[label] = Server(label, serve, {**env, **extra}, bench.workdir)
         loads: list[Load] = []
         sizes: dict[str, float] = {}
         with running(servers[AUTHORIZED]), running(servers[PLAIN]):
@@ -638,6 +645,23 @@ def run_backend(backend: str, args: argparse.Namespace, wrk: str) -> BackendResu
 # Report
 
 
+def parse_variant(raw: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:KEY=VALUE,KEY=VALUE`` → (label, environment); only CDP_* settings are accepted."""
+    label, _, assignments = raw.partition(":")
+    label = label.strip()
+    if not label or label in _FIXED_SERVERS:
+        raise ValueError(f"--variant needs a label of its own before ':' (got {raw!r})")
+    env: dict[str, str] = {}
+    for assignment in filter(None, (part.strip() for part in assignments.split(","))):
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.startswith("CDP_"):
+            raise ValueError(f"--variant {label}: {assignment!r} is not a CDP_*=VALUE setting")
+        env[key] = value
+    if not env:
+        raise ValueError(f"--variant {label}: no settings given")
+    return label, env
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
@@ -666,21 +690,33 @@ def _with_spread(value: float, values: Sequence[float]) -> str:
     return f"{value:,.0f} ({min(values):,.0f}..{max(values):,.0f})"
 
 
-def paired_ratios(result: BackendResult, connections: int, measure: Callable[[Load], float]) -> list[float]:
-    """authorized/plain of ``measure`` per round (the two servers measured back to back)."""
+def paired_ratios(
+    result: BackendResult,
+    connections: int,
+    measure: Callable[[Load], float],
+    servers: tuple[str, str] = (AUTHORIZED, PLAIN),
+) -> list[float]:
+    """``servers[0]``/``servers[1]`` (authorized/plain unless given) of ``measure`` per round (the
+    servers measured back to back)."""
     rounds: dict[int, dict[str, Load]] = {}
     for load in result.loads:
-        if load.connections == connections and load.server in (AUTHORIZED, PLAIN):
+        if load.connections == connections and load.server in servers:
             rounds.setdefault(load.repeat, {})[load.server] = load
+    over, under = servers
     return sorted(
-        measure(pair[AUTHORIZED]) / measure(pair[PLAIN])
+        measure(pair[over]) / measure(pair[under])
         for pair in rounds.values()
-        if len(pair) == 2 and measure(pair[PLAIN]) > 0
+        if len(pair) == 2 and measure(pair[under]) > 0
     )
 
 
-def _paired(result: BackendResult, connections: int, measure: Callable[[Load], float]) -> str:
-    ratios = paired_ratios(result, connections, measure)
+def _paired(
+    result: BackendResult,
+    connections: int,
+    measure: Callable[[Load], float],
+    servers: tuple[str, str] = (AUTHORIZED, PLAIN),
+) -> str:
+    ratios = paired_ratios(result, connections, measure, servers)
     if not ratios:
         return "n/a"
     if len(ratios) == 1:
@@ -695,9 +731,10 @@ def report(results: Sequence[BackendResult]) -> list[str]:
         rows: list[list[object]] = []
         groups = _rounds_by_server(result)
         by_key = {key: _median_load(loads) for key, loads in groups.items()}
+        variants = [s for s in dict.fromkeys(load.server for load in result.loads) if s not in _FIXED_SERVERS]
         for connections in dict.fromkeys(load.connections for load in result.loads):
             auth, plain = by_key.get((AUTHORIZED, connections)), by_key.get((PLAIN, connections))
-            for label in (AUTHORIZED, NO_LOG, PLAIN):
+            for label in (AUTHORIZED, NO_LOG, *variants, PLAIN):
                 shown = by_key.get((label, connections))
                 if shown is None:
                     continue
@@ -740,6 +777,22 @@ def report(results: Sequence[BackendResult]) -> list[str]:
                         "",
                     ]
                 )
+            for variant in variants:
+                if auth and (variant, connections) in by_key:
+                    pair = (variant, AUTHORIZED)
+                    rows.append(
+                        [
+                            f"[bold]{variant}/authorized[/bold]",
+                            connections,
+                            _paired(result, connections, lambda load: load.rps, pair),
+                            "", "", "",
+                            _paired(result, connections, lambda load: load.cpu_us_per_request, pair),
+                            _paired(result, connections, lambda load: load.total_cpu_us_per_request, pair)
+                            if pg
+                            else "-",
+                            "", "", "", "", "",
+                        ]
+                    )  # fmt: skip
         print_table(
             f"{result.backend}: GET /v1/customers/{{id}}?purpose={PURPOSE} — {result.entities:,} customers "
             f"({result.records:,} source records, {result.interactions:,} interactions; seeded in "
@@ -843,7 +896,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="rounds per connection count, servers alternating; the table shows the median round and the "
         "range, ratios are paired per round",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:KEY=VALUE,...",
+        help="also measure cdp serve with these settings in its environment, every round, paired with "
+        "the authorized server (repeatable)",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.variant = [parse_variant(raw) for raw in args.variant]
+    except ValueError as exc:
+        parser.error(str(exc))
     if (
         min(args.seconds, args.people, args.workers, args.repeats) < 1
         or args.warmup < 0

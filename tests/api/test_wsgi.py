@@ -57,3 +57,29 @@ def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
     finally:
         wsgi.app.extensions["cdp"].close()
         sys.modules.pop("api.wsgi", None)
+
+
+def _mmap_bytes(wsgi: object) -> int:
+    db = wsgi.app.extensions["cdp"].db  # type: ignore[attr-defined]
+    with db.engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA mmap_size").scalar_one())
+
+
+@pytest.mark.parametrize(("server_mmap", "expected_bytes"), [(None, 0), ("64", 64 * 1024 * 1024)])
+def test_wsgi_workers_open_sqlite_with_the_server_memory_map_not_the_batch_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_mmap: str | None, expected_bytes: int
+) -> None:
+    """Workers that append an audit entry on every read reset each other's page caches; a memory map
+    makes each reset an unmap and a round of page faults, so theirs is off unless configured."""
+    _configured_only_by_env(tmp_path, monkeypatch)
+    monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
+    monkeypatch.setenv("CDP_SQLITE_MMAP_MIB", "512")
+    if server_mmap is not None:
+        monkeypatch.setenv("CDP_SQLITE_SERVER_MMAP_MIB", server_mmap)
+
+    wsgi = importlib.import_module("api.wsgi")
+    try:
+        assert _mmap_bytes(wsgi) == expected_bytes
+    finally:
+        wsgi.app.extensions["cdp"].close()
+        sys.modules.pop("api.wsgi", None)

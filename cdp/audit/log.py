@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
+from uuid6 import uuid7
 
 from cdp.audit.canonical import canonical_json
 from cdp.audit.context import current_scope
@@ -50,7 +51,9 @@ def _reject_floats(value: Any) -> None:
 def _entry_row(event: AuditEvent, actor: AuditActor | None, at: datetime | None) -> dict[str, Any]:
     scope = current_scope()
     who = actor or (scope.actor if scope is not None else AuditActor.system())
-    entry_id = uuid.uuid4()
+    # Time-ordered: a random (v4) id put every append on a random leaf of the primary-key index, a page
+    # that a log kept for eleven years will mostly not have in cache; v7 ids append at its right edge.
+    entry_id = uuid7()
     subjects = sorted(set(event.subjects))
     _reject_floats(dict(event.details))
     try:

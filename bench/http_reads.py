@@ -450,6 +450,13 @@ class Load:
         return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     @property
+    def outside_workers_us_per_request(self) -> float:
+        """Server CPU per request spent outside the workers: gunicorn's master, ``cdp serve``'s supervisor
+        and its background-jobs process (the audit sequencer sealing every read's entry)."""
+        outside = self.server_cpu_s - sum(self.worker_cpu_s)
+        return outside / self.requests * 1e6 if self.requests else 0.0
+
+    @property
     def total_cpu_us_per_request(self) -> float:
         """Server and database CPU per request (on SQLite the database runs inside the workers)."""
         return (self.server_cpu_s + self.db_cpu_s) / self.requests * 1e6 if self.requests else 0.0
@@ -861,7 +868,8 @@ def _verdict(result: BackendResult) -> str:
         f"overhead plain/authorized {overhead:.2f}x{spread} ({_met(overhead <= GOAL_OVERHEAD)} "
         f"≤{GOAL_OVERHEAD}x; "
         f"CPU per request {best.total_cpu_us_per_request:,.0f} vs "
-        f"{base.total_cpu_us_per_request if base else 0:,.0f} µs = {cpu_overhead:.2f}x){log_note}"
+        f"{base.total_cpu_us_per_request if base else 0:,.0f} µs = {cpu_overhead:.2f}x, of which "
+        f"{best.outside_workers_us_per_request:,.0f} µs outside the workers: jobs process, masters){log_note}"
     )
 
 

@@ -56,13 +56,15 @@ into the database."""
 
 
 def audit_tick(platform: Platform) -> None:
-    """Seal what is pending and sign the head when a checkpoint is due."""
+    """Seal what is pending, sign the head when a checkpoint is due, and checkpoint SQLite's write-ahead
+    log (the HTTP workers leave that to this tick: see ``sqlite_server_wal_autocheckpoint``)."""
     service = AuditService(platform.db, platform.vault, platform.settings.issuer)
     interval = timedelta(seconds=platform.settings.audit_checkpoint_interval_seconds)
     try:
         with acting_as(AuditActor.system("sequencer")):
             service.seal()
             service.checkpoint(min_interval=interval)
+        platform.db.checkpoint_wal()
     except Exception as exc:  # a background job must survive a database hiccup
         logger.warning("audit sequencer tick failed: %s", type(exc).__name__)
 

@@ -30,6 +30,7 @@ class Platform:
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             sqlite_cache_mib=settings.sqlite_cache_mib,
             sqlite_mmap_mib=settings.sqlite_mmap_mib,
+            sqlite_wal_autocheckpoint=settings.sqlite_wal_autocheckpoint,
         )
         db.ping()
         if require_migrated and current_revision(db) != head_revision():

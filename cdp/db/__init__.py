@@ -66,6 +66,7 @@ class Database:
         busy_timeout_ms: int = 10_000,
         sqlite_cache_mib: int = 32,
         sqlite_mmap_mib: int = 1024,
+        sqlite_wal_autocheckpoint: int = 1000,
         ping_after_idle_seconds: float = ALIVE_BYPASS_SECONDS,
     ) -> None:
         try:
@@ -104,7 +105,9 @@ class Database:
                 f"database URL {safe_url(parsed)} is not usable: {_short(exc)}"
             ) from None
         if self.is_sqlite:
-            _configure_sqlite(self.engine, busy_timeout_ms, sqlite_cache_mib, sqlite_mmap_mib)
+            _configure_sqlite(
+                self.engine, busy_timeout_ms, sqlite_cache_mib, sqlite_mmap_mib, sqlite_wal_autocheckpoint
+            )
         else:
             _ping_when_idle(self.engine, ping_after_idle_seconds)
         self._immediate = self.engine.execution_options(cdp_begin="IMMEDIATE")
@@ -203,6 +206,16 @@ class Database:
             finally:
                 self._borrowed.reset(token)
 
+    def checkpoint_wal(self) -> None:
+        """SQLite: copy the write-ahead log back into the database file now, PASSIVE (waits for no reader
+        or writer, copies what it can). The sequencer calls it after each tick, so the HTTP workers —
+        whose own threshold is high (``sqlite_server_wal_autocheckpoint``) — do not pay for it inside a
+        request. Nothing to do on PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        with self.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+
     def ping(self) -> None:
         """Raise DatabaseUnavailable with one readable line if the database cannot be used."""
         try:
@@ -241,7 +254,9 @@ def _ping_when_idle(engine: Engine, bypass_seconds: float) -> None:
                 raise sqlalchemy.exc.DisconnectionError("the pooled connection is gone") from None
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int, cache_mib: int, mmap_mib: int) -> None:
+def _configure_sqlite(
+    engine: Engine, busy_timeout_ms: int, cache_mib: int, mmap_mib: int, wal_autocheckpoint: int
+) -> None:
     """Per connection: WAL, NORMAL sync, foreign keys, busy timeout, secure delete, and a page cache plus
     memory map sized for indexes that outgrow SQLite's 2 MB default (random-key inserts into a large
     blind index otherwise read a page from the OS for almost every row)."""
@@ -257,6 +272,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, cache_mib: int, mmap
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
         cursor.execute(f"PRAGMA mmap_size={int(mmap_mib) * 1024 * 1024}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 

@@ -59,10 +59,10 @@ def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
         sys.modules.pop("api.wsgi", None)
 
 
-def _mmap_bytes(wsgi: object) -> int:
+def _pragma(wsgi: object, name: str) -> int:
     db = wsgi.app.extensions["cdp"].db  # type: ignore[attr-defined]
     with db.engine.connect() as conn:
-        return int(conn.exec_driver_sql("PRAGMA mmap_size").scalar_one())
+        return int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
 
 
 @pytest.mark.parametrize(("server_mmap", "expected_bytes"), [(None, 0), ("64", 64 * 1024 * 1024)])
@@ -79,7 +79,22 @@ def test_wsgi_workers_open_sqlite_with_the_server_memory_map_not_the_batch_one(
 
     wsgi = importlib.import_module("api.wsgi")
     try:
-        assert _mmap_bytes(wsgi) == expected_bytes
+        assert _pragma(wsgi, "mmap_size") == expected_bytes
+    finally:
+        wsgi.app.extensions["cdp"].close()
+        sys.modules.pop("api.wsgi", None)
+
+
+def test_wsgi_workers_leave_wal_checkpoints_to_the_sequencer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker checkpoints only past its own high threshold; the jobs process checkpoints every tick."""
+    _configured_only_by_env(tmp_path, monkeypatch)
+    monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
+
+    wsgi = importlib.import_module("api.wsgi")
+    try:
+        assert _pragma(wsgi, "wal_autocheckpoint") == Settings().sqlite_server_wal_autocheckpoint == 16384
     finally:
         wsgi.app.extensions["cdp"].close()
         sys.modules.pop("api.wsgi", None)

@@ -82,6 +82,32 @@ def test_sqlite_page_cache_and_memory_map_are_the_configured_ones(tmp_path: Path
         db.dispose()
 
 
+def test_sqlite_wal_checkpoint_threshold_is_the_configured_one(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", sqlite_wal_autocheckpoint=5000)
+    try:
+        assert _pragma(db, "wal_autocheckpoint") == 5000
+    finally:
+        db.dispose()
+
+
+def test_sqlite_checkpoint_copies_the_log_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    db = Database(f"sqlite:///{path}", sqlite_wal_autocheckpoint=100_000)
+    try:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.checkpoint_wal()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (?)", [("x" * 1000,) for _ in range(300)])
+        before = path.stat().st_size
+
+        db.checkpoint_wal()
+
+        assert path.stat().st_size > before + 200 * 1000
+    finally:
+        db.dispose()
+
+
 def test_sqlite_secure_delete_is_on(sqlite_db: Database) -> None:
     assert _pragma(sqlite_db, "secure_delete") == 1
 

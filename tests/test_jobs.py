@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from cdp.audit import AuditEvent, record_now
@@ -48,7 +49,8 @@ def _database_file_bytes(platform: Platform) -> int:
 def test_a_tick_checkpoints_the_sqlite_write_ahead_log(platform: Platform) -> None:
     """HTTP workers leave WAL checkpoints to the sequencer: after a tick the database file holds what the
     tick sealed, not only the log (a few entries are far below SQLite's own 1,000-page threshold)."""
-    assert platform.db.is_sqlite
+    if not platform.db.is_sqlite:
+        pytest.skip("PostgreSQL checkpoints by itself: there is no log file beside a database file")
     platform.db.checkpoint_wal()
     for n in range(200):
         record_now(platform.db, AuditEvent("sources.read", subjects=(f"subject-{n}",)))

@@ -698,8 +698,14 @@ def _flags_for(member: MemberRecord, attributes: Iterable[str], rules: Survivors
     return tuple(sorted(f for f in member.quality if rules.quality_flags.get(f, frozenset()) & wanted))
 
 
-def golden_profile(members: Sequence[MemberRecord], rules: SurvivorshipRules) -> GoldenProfile:
+def golden_profile(
+    members: Sequence[MemberRecord], rules: SurvivorshipRules, *, alternatives: bool = True
+) -> GoldenProfile:
     """Choose one value per attribute for an entity's members, with provenance and alternatives.
+
+    ``alternatives=False`` leaves every :attr:`GoldenValue.alternatives` empty (the same winners,
+    strategies and support): for the profile read, which discloses the surviving values only and was
+    spending an eighth of survivorship's time listing the values they beat.
 
     Raises ``ValueError`` for duplicate ``record_id``s: the final tie-break relies on them being unique,
     and duplicates would make the result depend on input order.
@@ -713,11 +719,11 @@ def golden_profile(members: Sequence[MemberRecord], rules: SurvivorshipRules) ->
     for attribute in CANONICAL_ATTRIBUTES:
         group = rules.group_of(attribute)
         if group is None:
-            gv = _single(attribute, members, rules)
+            gv = _single(attribute, members, rules, alternatives)
             if gv is not None:
                 attributes[attribute] = gv
         elif group not in groups:
-            result = _group(group, members, rules)
+            result = _group(group, members, rules, alternatives)
             if result is not None:
                 groups[group], parts = result
                 attributes.update(parts)
@@ -727,7 +733,9 @@ def golden_profile(members: Sequence[MemberRecord], rules: SurvivorshipRules) ->
     return GoldenProfile(attributes, groups, sources, tuple(sorted(ids)))
 
 
-def _single(attribute: str, members: Sequence[MemberRecord], rules: SurvivorshipRules) -> GoldenValue | None:
+def _single(
+    attribute: str, members: Sequence[MemberRecord], rules: SurvivorshipRules, alternatives: bool
+) -> GoldenValue | None:
     candidates = [
         _Candidate(m, v, _value_key(attribute, v), _flags_for(m, (attribute,), rules))
         for m in members
@@ -745,14 +753,16 @@ def _single(attribute: str, members: Sequence[MemberRecord], rules: Survivorship
         source=m.source,
         source_record_id=m.source_record_id,
         strategy=decider,
-        alternatives=_alternatives(ranked, winner.key, lambda c: c.key, lambda c: c.value, lambda c: c.flags),
+        alternatives=_alternatives(ranked, winner.key, lambda c: c.key, lambda c: c.value, lambda c: c.flags)
+        if alternatives
+        else (),
         support=sum(c.key == winner.key for c in candidates),
         flags=winner.flags,
     )
 
 
 def _group(
-    name: str, members: Sequence[MemberRecord], rules: SurvivorshipRules
+    name: str, members: Sequence[MemberRecord], rules: SurvivorshipRules, alternatives: bool
 ) -> tuple[GoldenValue, dict[str, GoldenValue]] | None:
     attrs = rules.groups[name]
     candidates: list[_Candidate] = []
@@ -779,7 +789,9 @@ def _group(
         strategy=decider,
         alternatives=_alternatives(
             ranked, winner.key, lambda c: c.key, lambda c: dict(c.value), lambda c: c.flags
-        ),
+        )
+        if alternatives
+        else (),
         support=sum(c.key == winner.key for c in candidates),
         flags=winner.flags,
         group=name,
@@ -806,7 +818,7 @@ def _group(
             source=m.source,
             source_record_id=m.source_record_id,
             strategy=decider,
-            alternatives=_alternatives(ranked, key, key_of, value_of, flags_of),
+            alternatives=_alternatives(ranked, key, key_of, value_of, flags_of) if alternatives else (),
             support=sum(key_of(c) == key for c in candidates),
             flags=_flags_for(m, (attribute,), rules),
             group=name,

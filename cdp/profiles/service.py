@@ -273,6 +273,7 @@ class ProfileService:
                 for m in members
             ],
             self.rules,
+            alternatives=False,  # only the surviving values are disclosed
         )
         out: dict[str, DisclosedValue] = {}
         for name in CANONICAL_FIELDS:

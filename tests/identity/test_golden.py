@@ -600,3 +600,25 @@ def test_result_is_independent_of_member_order(
         assert gv.strategy in DECIDERS
         if name in ADDRESS:
             assert address is not None and gv.record_id == address.record_id
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members=_members(), rules_=_rules())
+def test_without_alternatives_the_same_values_survive_with_nothing_listed_against_them(
+    members: list[MemberRecord], rules_: SurvivorshipRules
+) -> None:
+    """The profile read asks for no alternatives: it must still disclose exactly what the full run
+    chooses (value, record, strategy, support, flags), only without the values that lost."""
+
+    def without_alternatives(profile: dict[str, Any]) -> dict[str, Any]:
+        return {
+            kind: {name: {**gv, "alternatives": []} for name, gv in profile[kind].items()}
+            for kind in ("attributes", "groups")
+        }
+
+    full = golden_profile(members, rules_)
+    lean = golden_profile(members, rules_, alternatives=False)
+
+    assert without_alternatives(lean.to_dict()) == without_alternatives(full.to_dict())
+    assert all(not gv.alternatives for gv in (*lean.attributes.values(), *lean.groups.values()))
+    assert lean.sources == full.sources and lean.record_ids == full.record_ids

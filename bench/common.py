@@ -261,10 +261,12 @@ def _cpu_model() -> str:
 def print_table(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, left: int = 2
 ) -> None:
-    """A rich table; the first ``left`` columns are labels (left-aligned), the rest figures."""
+    """A rich table; the first ``left`` columns are labels (left-aligned), the rest figures. A cell too
+    wide for its column wraps instead of being cut with an ellipsis: a figure must never be lost from a
+    log."""
     table = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i < left else "right")
+        table.add_column(name, justify="left" if i < left else "right", overflow="fold")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     console.print(table)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import select
@@ -43,25 +46,33 @@ def test_wsgi_app_opens_the_configured_platform(tmp_path: Path, monkeypatch: pyt
         sys.modules.pop("api.wsgi", None)
 
 
-def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`cdp serve` runs the jobs in a process of their own and tells its workers not to run them."""
+@contextmanager
+def _worker_without_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[ModuleType]:
+    """``api.wsgi`` as a worker of ``cdp serve`` imports it (jobs left to their own process), with
+    ``env`` set first; closed and forgotten afterwards."""
     _configured_only_by_env(tmp_path, monkeypatch)
     monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
-
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     wsgi = importlib.import_module("api.wsgi")
     try:
-        assert wsgi.app.test_client().get("/readyz").status_code == 200
-        assert wsgi.scheduler is None
+        yield wsgi
     finally:
         wsgi.app.extensions["cdp"].close()
         sys.modules.pop("api.wsgi", None)
 
 
-def _pragma(wsgi: object, name: str) -> int:
-    db = wsgi.app.extensions["cdp"].db  # type: ignore[attr-defined]
-    with db.engine.connect() as conn:
+def test_wsgi_workers_leave_the_jobs_to_cdp_serve_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cdp serve` runs the jobs in a process of their own and tells its workers not to run them."""
+    with _worker_without_jobs(tmp_path, monkeypatch) as wsgi:
+        assert wsgi.app.test_client().get("/readyz").status_code == 200
+        assert wsgi.scheduler is None
+
+
+def _pragma(wsgi: ModuleType, name: str) -> int:
+    with wsgi.app.extensions["cdp"].db.engine.connect() as conn:
         return int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
 
 
@@ -71,30 +82,16 @@ def test_wsgi_workers_open_sqlite_with_the_server_memory_map_not_the_batch_one(
 ) -> None:
     """Workers that append an audit entry on every read reset each other's page caches; a memory map
     makes each reset an unmap and a round of page faults, so theirs is off unless configured."""
-    _configured_only_by_env(tmp_path, monkeypatch)
-    monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
-    monkeypatch.setenv("CDP_SQLITE_MMAP_MIB", "512")
+    env = {"CDP_SQLITE_MMAP_MIB": "512"}
     if server_mmap is not None:
-        monkeypatch.setenv("CDP_SQLITE_SERVER_MMAP_MIB", server_mmap)
-
-    wsgi = importlib.import_module("api.wsgi")
-    try:
+        env["CDP_SQLITE_SERVER_MMAP_MIB"] = server_mmap
+    with _worker_without_jobs(tmp_path, monkeypatch, **env) as wsgi:
         assert _pragma(wsgi, "mmap_size") == expected_bytes
-    finally:
-        wsgi.app.extensions["cdp"].close()
-        sys.modules.pop("api.wsgi", None)
 
 
 def test_wsgi_workers_leave_wal_checkpoints_to_the_sequencer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker checkpoints only past its own high threshold; the jobs process checkpoints every tick."""
-    _configured_only_by_env(tmp_path, monkeypatch)
-    monkeypatch.setenv("CDP_BACKGROUND_JOBS_IN_WORKERS", "false")
-
-    wsgi = importlib.import_module("api.wsgi")
-    try:
+    with _worker_without_jobs(tmp_path, monkeypatch) as wsgi:
         assert _pragma(wsgi, "wal_autocheckpoint") == Settings().sqlite_server_wal_autocheckpoint == 16384
-    finally:
-        wsgi.app.extensions["cdp"].close()
-        sys.modules.pop("api.wsgi", None)

@@ -8,8 +8,9 @@ bare ``gunicorn api.wsgi:app``. ``cdp serve`` turns it off and runs them once, i
 beside the workers. Do not combine with ``--preload`` without disposing the engine's pool and starting
 the jobs in a ``post_fork`` hook.
 
-Workers open the platform with :meth:`~cdp.config.Settings.for_http_workers` (their own SQLite memory-map
-setting: several processes appending audit entries make a memory map a cost, not a saving).
+Workers open the platform with :meth:`~cdp.config.Settings.for_http_workers`: their own SQLite memory map
+(off: several processes appending audit entries make a map a cost, not a saving) and a high WAL
+checkpoint threshold (the sequencer checkpoints after every tick, so requests do not).
 """
 
 from __future__ import annotations

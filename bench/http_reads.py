@@ -24,7 +24,7 @@ jobs would otherwise share the cores, off its books):
 * **authorized, no access log** — ``cdp serve --no-access-log``, at the first connection count only: what
   the access log costs.
 * **variants** (``--variant LABEL:KEY=VALUE,...``, repeatable) — ``cdp serve`` with extra settings in its
-  environment (e.g. ``mmap0:CDP_SQLITE_MMAP_MIB=0``), measured in every round beside the authorized
+  environment (e.g. ``mmap1g:CDP_SQLITE_SERVER_MMAP_MIB=1024``), measured in every round beside the authorized
   server and reported with their paired ratio to it: how to try a setting without the machine's drift
   between two separate runs deciding the answer.
 

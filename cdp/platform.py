@@ -25,13 +25,7 @@ class Platform:
     @classmethod
     def open(cls, settings: Settings, *, require_migrated: bool = True) -> Platform:
         vault = Vault.from_settings(settings)
-        db = Database(
-            settings.database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            sqlite_cache_mib=settings.sqlite_cache_mib,
-            sqlite_mmap_mib=settings.sqlite_mmap_mib,
-            sqlite_wal_autocheckpoint=settings.sqlite_wal_autocheckpoint,
-        )
+        db = _database(settings)
         db.ping()
         if require_migrated and current_revision(db) != head_revision():
             db.dispose()
@@ -42,12 +36,7 @@ class Platform:
     def initialize(cls, settings: Settings) -> tuple[Platform, bool]:
         """Create the key file if the keyring is file-based and has none, then migrate the database.
         Idempotent. Returns the platform and whether a new key file was created."""
-        probe = Database(
-            settings.database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            sqlite_cache_mib=settings.sqlite_cache_mib,
-            sqlite_mmap_mib=settings.sqlite_mmap_mib,
-        )
+        probe = _database(settings)
         try:
             probe.ping()  # before any key is made: a bad database URL must not leave a stray key file
         finally:
@@ -62,3 +51,14 @@ class Platform:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _database(settings: Settings) -> Database:
+    """The database as ``settings`` configure it (URL, SQLite locking, cache, memory map, checkpoints)."""
+    return Database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        sqlite_cache_mib=settings.sqlite_cache_mib,
+        sqlite_mmap_mib=settings.sqlite_mmap_mib,
+        sqlite_wal_autocheckpoint=settings.sqlite_wal_autocheckpoint,
+    )

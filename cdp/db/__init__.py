@@ -257,9 +257,9 @@ def _ping_when_idle(engine: Engine, bypass_seconds: float) -> None:
 def _configure_sqlite(
     engine: Engine, busy_timeout_ms: int, cache_mib: int, mmap_mib: int, wal_autocheckpoint: int
 ) -> None:
-    """Per connection: WAL, NORMAL sync, foreign keys, busy timeout, secure delete, and a page cache plus
-    memory map sized for indexes that outgrow SQLite's 2 MB default (random-key inserts into a large
-    blind index otherwise read a page from the OS for almost every row)."""
+    """Per connection: WAL, NORMAL sync, foreign keys, busy timeout, secure delete, the WAL checkpoint
+    threshold, and a page cache plus memory map sized for indexes that outgrow SQLite's 2 MB default
+    (random-key inserts into a large blind index otherwise read a page from the OS for almost every row)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
